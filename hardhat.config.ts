@@ -1,0 +1,23 @@
+import { createRequire } from 'node:module'
+import { defineConfig } from 'hardhat/config'
+
+const require = createRequire(import.meta.url)
+// Offline compile: the native solc download is unreachable here, so Hardhat runs
+// solc-js (WebAssembly) from the pinned `solc` npm package instead.
+const solcPackage = require('solc/package.json') as { version: string }
+
+export default defineConfig({
+  solidity: {
+    version: solcPackage.version,
+    path: require.resolve('solc/soljson.js'),
+    settings: {
+      // OpenZeppelin 5 uses `mcopy`.
+      evmVersion: 'cancun',
+      optimizer: { enabled: true, runs: 10_000 },
+    },
+  },
+  networks: {
+    // A second in-process chain with another chain id, for cross-chain replay tests.
+    otherChain: { type: 'edr-simulated', chainType: 'l1', chainId: 31338 },
+  },
+})

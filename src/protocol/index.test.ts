@@ -1,0 +1,48 @@
+import { expect, test } from 'vitest'
+import * as protocol from './index.js'
+
+// Locks the public surface: a change here is an API change and must be deliberate.
+test('exports', () => {
+  expect(Object.keys(protocol).sort()).toEqual([
+    'Amount',
+    'ChannelId',
+    'ChannelParams',
+    'ERC1271_MAGIC_VALUE',
+    'Meter',
+    'Price',
+    'Voucher',
+    'fail',
+    'isCanonicalSignature',
+    'isReasonCode',
+    'ok',
+    'reasonCodes',
+    'recoverAddress',
+    'recoverAddressNoble',
+    'recoveryBackend',
+    'verifyWithChain',
+  ])
+  expect(Object.keys(protocol.Voucher).sort()).toEqual([
+    'VOUCHER_TYPEHASH',
+    'digest',
+    'digestBytes',
+    'domain',
+    'domainSeparator',
+    'domainSeparatorBytes',
+    'recoverSigner',
+    'sign',
+    'types',
+    'verify',
+  ])
+  expect(Object.keys(protocol.Amount).sort()).toEqual([
+    'UINT128_MAX',
+    'UINT96_MAX',
+    'formatUnits',
+    'fromDecimalString',
+    'isUint128',
+    'isUint96',
+    'parseUnits',
+    'toDecimalString',
+    'uint128',
+    'uint96',
+  ])
+})

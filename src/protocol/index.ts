@@ -1,0 +1,27 @@
+/*
+ * What crosses the wire and the chain, shared by client and server. Nouns are namespaces
+ * (`Voucher.verify`, `Amount.uint128`); their main type has the same name inside
+ * (`Voucher.Voucher`, `Price.Price`), as in ox.
+ */
+
+export * as Amount from './Amount.js'
+export * as ChannelId from './ChannelId.js'
+export * as ChannelParams from './ChannelParams.js'
+export * as Meter from './Meter.js'
+export * as Price from './Price.js'
+export * as Voucher from './Voucher.js'
+
+export { type Fail, type Ok, type ReasonCode, type Result, fail, isReasonCode, ok, reasonCodes } from './ReasonCode.js'
+export {
+  type RecoveryBackend,
+  isCanonicalSignature,
+  recoverAddress,
+  recoverAddressNoble,
+  recoveryBackend,
+} from './recoverAddress.js'
+export {
+  ERC1271_MAGIC_VALUE,
+  type VerifyWithChainOptions,
+  type VerifyWithChainReason,
+  verifyWithChain,
+} from './verifyVoucherOnChain.js'
