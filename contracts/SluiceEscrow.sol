@@ -326,6 +326,7 @@ contract SluiceEscrow is ISluiceEscrow, EIP712, ReentrancyGuardTransient {
     function _pay(address token, address to, uint256 amount) private {
         if (amount == 0) return;
         bool paid;
+        uint256 gasBefore = gasleft();
         if (token == address(0)) {
             // Out size 0: a returndata bomb from the receiver costs us nothing.
             assembly ("memory-safe") {
@@ -333,6 +334,11 @@ contract SluiceEscrow is ISluiceEscrow, EIP712, ReentrancyGuardTransient {
             }
         } else {
             paid = IERC20(token).trySafeTransfer(to, amount);
+        }
+        // If the push failed with at most the 1/64 that EIP-150 keeps back left, the caller's gas limit may be
+        // the cause, not the recipient: revert, so no caller can choose to turn a payout into a credit.
+        if (!paid && (gasleft() <= gasBefore / 64 || gasBefore < ETH_PAYOUT_GAS + ETH_PAYOUT_GAS / 63)) {
+            revert Escrow_InsufficientGas();
         }
         if (!paid) {
             _credits[token][to] += amount;

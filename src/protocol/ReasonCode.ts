@@ -33,6 +33,56 @@ export const reasonCodes = [
   'channel_close_requested',
   /** The peer, the client or the voucher speaks of another chain than ours. */
   'chain_mismatch',
+  /** Too many channels are waiting for signature verification; send the voucher again later. */
+  'verifier_overloaded',
+  /** The hello's proof is well formed but was not signed by the channel's signer for this channel and challenge. */
+  'hello_proof_invalid',
+  /** Not a msgpack map of the frame's exact shape: bad bytes, missing, extra or duplicate keys, a field out of bounds. */
+  'frame_malformed',
+  /** The type tag `t` names no frame this side accepts. */
+  'frame_unknown_type',
+  /** The frame's `v` is not the protocol version we speak. */
+  'frame_version_unsupported',
+  /** The frame is larger than the limit; it was refused without being decoded. */
+  'frame_too_large',
+  /** Not a CAIP-2 chain id, or not the one canonical spelling of an EVM chain (`eip155:` and the decimal id). */
+  'chain_invalid',
+  /** A well-formed CAIP-2 id of a chain family this code does not handle. */
+  'chain_unsupported',
+  /** The channel pays someone other than this server. */
+  'channel_payee_mismatch',
+  /** The channel's deposit asset is not the one this server accepts. */
+  'channel_asset_unsupported',
+  /** The channel's grace period is shorter than this server requires to settle safely. */
+  'channel_grace_too_short',
+  /** The channel's deposit is below this server's minimum. */
+  'channel_deposit_too_small',
+  /** A frame other than hello arrived before the session opened. */
+  'hello_required',
+  /** A frame that is valid but not allowed in the session's current state. */
+  'frame_unexpected',
+  /** No valid hello arrived within the handshake timeout. */
+  'handshake_timeout',
+  /** Too many invalid frames: the connection is closed with 1008. */
+  'rate_limited',
+  /** A newer authenticated session for the same channel replaced this one. */
+  'session_replaced',
+  /** The server is shutting down; reconnect later to resume. */
+  'server_shutting_down',
+  /** The request names a model the server has no price for. */
+  'model_unknown',
+  /** The request asks for more tokens than the server allows per request. */
+  'max_tokens_too_large',
+  /** The request id is already streaming on this connection. */
+  'request_id_in_use',
+  /** Too many requests streaming at once on this channel. */
+  'too_many_requests',
+  /** The server could not make the voucher durable; it is not acknowledged. */
+  'ledger_unavailable',
+  /** Closing the channel on-chain failed; the server will settle it later. */
+  'close_failed',
+  /** An unexpected server fault (logged on the server). */
+  'internal_error',
 ] as const
 
 /**

@@ -5,12 +5,19 @@ import * as protocol from './index.js'
 test('exports', () => {
   expect(Object.keys(protocol).sort()).toEqual([
     'Amount',
+    'Caip2',
     'ChannelId',
     'ChannelParams',
+    'DEFAULT_MAX_FRAME_BYTES',
     'ERC1271_MAGIC_VALUE',
+    'Frames',
+    'Hello',
     'Meter',
     'Price',
     'Voucher',
+    'decodeClientFrame',
+    'decodeServerFrame',
+    'encode',
     'fail',
     'isCanonicalSignature',
     'isReasonCode',
@@ -33,6 +40,23 @@ test('exports', () => {
     'types',
     'verify',
   ])
+  expect(Object.keys(protocol.Frames).sort()).toEqual([
+    'ack',
+    'cancel',
+    'challenge',
+    'close',
+    'closed',
+    'done',
+    'error',
+    'hello',
+    'needVoucher',
+    'request',
+    'tokens',
+    'voucher',
+    'welcome',
+  ])
+  expect(Object.keys(protocol.Hello).sort()).toEqual(['HELLO_TYPEHASH', 'digest', 'sign', 'types', 'verify'])
+  expect(Object.keys(protocol.Caip2).sort()).toEqual(['format', 'formatEvm', 'parse', 'parseEvm'])
   expect(Object.keys(protocol.Amount).sort()).toEqual([
     'UINT128_MAX',
     'UINT96_MAX',

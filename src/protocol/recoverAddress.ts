@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module'
 import { secp256k1 as nobleSecp256k1 } from '@noble/curves/secp256k1.js'
 import { keccak_256 } from '@noble/hashes/sha3.js'
+import { native } from './nativeSecp256k1.js'
 
 /*
  * ECDSA public-key recovery, the cost centre of voucher verification. Native
@@ -21,27 +21,7 @@ import { keccak_256 } from '@noble/hashes/sha3.js'
  */
 export type RecoveryBackend = 'libsecp256k1' | 'noble'
 
-/** The subset of the `secp256k1` package we call (it ships no types). */
-type NativeSecp256k1 = {
-  ecdsaRecover(sig: Uint8Array, recid: number, msg32: Uint8Array, compressed: boolean, output?: Uint8Array): Uint8Array
-}
 
-function loadNative(): NativeSecp256k1 | undefined {
-  try {
-    // `secp256k1/bindings.js`, not the package root: the root silently falls back to the
-    // pure-JS `elliptic` build, which is slower than noble and would hide the failure.
-    return createRequire(import.meta.url)('secp256k1/bindings.js') as NativeSecp256k1
-  } catch (error) {
-    console.warn(
-      `[sluice] native libsecp256k1 failed to load; voucher recovery falls back to @noble/curves (~20x slower). ${
-        error instanceof Error ? error.message : String(error)
-      }`,
-    )
-    return undefined
-  }
-}
-
-const native = loadNative()
 
 /**
  * Which implementation {@link recoverAddress} uses in this process.

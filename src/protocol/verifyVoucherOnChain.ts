@@ -116,17 +116,36 @@ export async function verifyWithChain(
   if ((signatureHex.length - 2) / 2 > maxSignatureBytes)
     return fail('signature_malformed', `signature longer than ${maxSignatureBytes} bytes`)
 
+  const valid = await isValidErc1271Signature(client, {
+    signer: expectedSigner,
+    digest: Voucher.digest(deployment, voucher),
+    signature: signatureHex,
+    gas,
+  })
+  return valid ? ok(voucher) : fail('voucher_signature_invalid', 'ERC-1271 wallet did not return the magic value')
+}
+
+/**
+ * Asks an ERC-1271 wallet whether `signature` is its signature of `digest`, with a gas cap. A wallet that
+ * refuses (wrong value, revert, out of gas under the cap) answers false; a failing RPC throws.
+ *
+ * @example
+ * await isValidErc1271Signature(client, { signer: wallet, digest, signature, gas: 1_000_000n })
+ */
+export async function isValidErc1271Signature(
+  client: Client,
+  parameters: { signer: Address; digest: Hex; signature: Hex; gas: bigint },
+): Promise<boolean> {
   const data = encodeFunctionData({
     abi: erc1271Abi,
     functionName: 'isValidSignature',
-    args: [Voucher.digest(deployment, voucher), signatureHex],
+    args: [parameters.digest, parameters.signature],
   })
   try {
-    const { data: returned } = await call(client, { to: expectedSigner, data, gas })
-    if (returned && returned.slice(0, 66).toLowerCase() === magicWord) return ok(voucher)
-    return fail('voucher_signature_invalid', 'ERC-1271 wallet did not return the magic value')
+    const { data: returned } = await call(client, { to: parameters.signer, data, gas: parameters.gas })
+    return returned !== undefined && returned.slice(0, 66).toLowerCase() === magicWord
   } catch (error) {
-    if (isRefusal(error)) return fail('voucher_signature_invalid', 'ERC-1271 wallet reverted')
+    if (isRefusal(error)) return false
     throw error
   }
 }

@@ -13,6 +13,11 @@ export type ChannelTerms = {
   payee: Address
   /** Defaults to the payer's own key. */
   signer?: LocalAccount
+  /**
+   * The channel's signer address when it is not `signer.address`: an ERC-1271 wallet whose owner
+   * (`signer`) signs the vouchers.
+   */
+  signerAddress?: Address
   /** Defaults to the fixture's USDC; zeroAddress for ETH. */
   token?: Address
   gracePeriod?: number
@@ -26,7 +31,7 @@ export function channelParams(fx: EscrowFixture, terms: ChannelTerms): TestChann
     payer: terms.payer.address,
     payee: terms.payee,
     token: terms.token ?? fx.usdcAddress,
-    signer: signer.address,
+    signer: terms.signerAddress ?? signer.address,
     gracePeriod: terms.gracePeriod ?? 3600,
     salt: terms.salt ?? ChannelId.randomSalt(),
   }

@@ -1,0 +1,249 @@
+// The viem escrow adapter against the in-process chain: every write simulated, sent, confirmed and
+// status-checked; reverts come back typed with the contract's error name; reverted receipts are failures.
+import { numberToHex, zeroAddress, type LocalAccount } from 'viem'
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
+import { channelParams, openChannel, signVoucher } from '../../../test/support/channels.js'
+import { balanceOf, escrowFixture, type EscrowFixture } from '../../../test/support/escrowFixture.js'
+import { mined } from '../../../test/support/tx.js'
+import { EscrowRevertedError, EscrowRpcError, EscrowTransactionFailedError } from './escrowErrors.js'
+import { ParameterError } from '../../errors/ProtocolError.js'
+import { createEvmEscrow, MAX_BATCH_SIZE, type EvmEscrowOptions } from './EvmEscrow.js'
+import { interceptedClients, type RpcHook } from './interceptTransport.js'
+import { signReceiveWithAuthorization } from './receiveWithAuthorization.js'
+
+let fx: EscrowFixture
+let payer: LocalAccount
+let payee: LocalAccount
+let session: LocalAccount
+
+beforeAll(async () => {
+  fx = await escrowFixture()
+  payer = await fx.chain.newAccount()
+  payee = await fx.chain.newAccount()
+  session = await fx.chain.newAccount(0n)
+  await fx.checkpoint()
+})
+afterAll(() => fx.chain.close())
+beforeEach(() => fx.reset())
+
+/** The adapter acting as `account`, on the plain in-process transport or through `hook`. */
+function escrowAs(account: LocalAccount, options: Partial<EvmEscrowOptions> & { hook?: RpcHook } = {}) {
+  const { hook, ...rest } = options
+  const clients = hook
+    ? interceptedClients(fx.chain, account, hook)
+    : { publicClient: fx.chain.publicClient, walletClient: fx.chain.walletClient(account) }
+  return createEvmEscrow(clients, { escrow: fx.escrowAddress, confirmations: 0, ...rest })
+}
+
+async function caught(action: Promise<unknown>): Promise<unknown> {
+  try {
+    await action
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected the action to fail')
+}
+
+describe('round trip', () => {
+  test('USDC: open (with approval), read, settleMany, close with the paid and refunded amounts', async () => {
+    const asPayer = escrowAs(payer)
+    const asPayee = escrowAs(payee)
+    await mined(fx.chain, fx.usdcAs(payer).write.mint([payer.address, 3_000n]))
+    const a = channelParams(fx, { payer, payee: payee.address, signer: session })
+    const b = channelParams(fx, { payer, payee: payee.address, signer: session })
+
+    const opened = await asPayer.open(a.params, 1_000n)
+    expect(opened.channelId).toBe(a.id)
+    expect(asPayer.channelId(a.params)).toBe(await fx.escrow.read.channelId([a.params]))
+    expect(opened.approval?.gasUsed).toBeGreaterThan(0n)
+    expect(opened.gasUsed).toBeGreaterThan(0n)
+    expect(opened.blockNumber).toBe(await fx.chain.publicClient.getBlockNumber({ cacheTime: 0 }))
+    await mined(fx.chain, fx.usdcAs(payer).write.approve([fx.escrowAddress, 10_000n]))
+    expect((await asPayer.open(b.params, 2_000n)).approval).toBeNull() // allowance suffices
+
+    expect(await asPayee.readChannel(a.id)).toEqual({ deposit: 1_000n, settled: 0n, closeRequestedAt: 0n, status: 'open' })
+    expect((await asPayee.readChannel(`0x${'ab'.repeat(32)}`)).status).toBe('none')
+
+    const batch = await asPayee.settleMany([
+      { params: a.params, cumulativeAmount: 300n, signature: await signVoucher(fx, a, 300n) },
+      { params: b.params, cumulativeAmount: 500n, signature: await signVoucher(fx, b, 500n) },
+    ])
+    expect(batch?.settled).toEqual([
+      { channelId: a.id, settled: 300n },
+      { channelId: b.id, settled: 500n },
+    ])
+    // A retried batch is idempotent: nothing would apply, so nothing is sent.
+    const block = await fx.chain.publicClient.getBlockNumber({ cacheTime: 0 })
+    const again = await asPayee.settleMany([
+      { params: a.params, cumulativeAmount: 300n, signature: await signVoucher(fx, a, 300n) },
+    ])
+    expect(again).toBeNull()
+    expect(await fx.chain.publicClient.getBlockNumber({ cacheTime: 0 })).toBe(block)
+    // A batch where only some claims apply is sent, and reports only those.
+    const mixed = await asPayee.settleMany([
+      { params: a.params, cumulativeAmount: 300n, signature: await signVoucher(fx, a, 300n) },
+      { params: b.params, cumulativeAmount: 600n, signature: await signVoucher(fx, b, 600n) },
+    ])
+    expect(mixed?.settled).toEqual([{ channelId: b.id, settled: 600n }])
+
+    const closed = await asPayee.close(a.params, { cumulativeAmount: 700n, signature: await signVoucher(fx, a, 700n) })
+    expect(closed).toMatchObject({ channelId: a.id, paidToPayee: 700n, refundedToPayer: 300n, settled: 700n })
+    expect(await asPayee.readChannel(a.id)).toMatchObject({ settled: 700n, status: 'finalized' })
+    expect(await balanceOf(fx.chain, fx.usdcAddress, payee.address)).toBe(700n)
+
+    const closedWithout = await asPayee.close(b.params, null)
+    expect(closedWithout).toMatchObject({ paidToPayee: 600n, refundedToPayer: 1_400n, settled: null })
+  })
+
+  test('ETH: open with value, topUp, requestClose, withdraw after the grace period', async () => {
+    const asPayer = escrowAs(payer)
+    const channel = channelParams(fx, { payer, payee: payee.address, token: zeroAddress, signer: session })
+    const opened = await asPayer.open(channel.params, 10n ** 18n)
+    expect(opened.approval).toBeNull()
+    await asPayer.topUp(channel.params, 10n ** 17n)
+    await escrowAs(payee).settle({
+      params: channel.params,
+      cumulativeAmount: 10n ** 16n,
+      signature: await signVoucher(fx, channel, 10n ** 16n),
+    })
+    await asPayer.requestClose(channel.params)
+    expect((await asPayer.readChannel(channel.id)).closeRequestedAt).toBe(await fx.chain.timestamp())
+    await fx.chain.increaseTime(channel.params.gracePeriod)
+    const withdrawn = await asPayer.withdraw(channel.params)
+    expect(withdrawn).toMatchObject({ paidToPayee: 10n ** 16n, refundedToPayer: 11n * 10n ** 17n - 10n ** 16n })
+  })
+
+  test('openWithAuthorization relays a gasless open', async () => {
+    const broke = await fx.chain.newAccount(0n)
+    await mined(fx.chain, fx.usdcAs(payee).write.mint([broke.address, 5_000n]))
+    const channel = channelParams(fx, { payer: broke, payee: payee.address, signer: session })
+    const authorization = await signReceiveWithAuthorization(broke, {
+      token: { address: fx.usdcAddress, name: 'Test USDC', version: '1' },
+      chainId: fx.chain.chainId,
+      to: fx.escrowAddress,
+      value: 5_000n,
+      validBefore: (await fx.chain.timestamp()) + 3600n,
+      nonce: channel.id,
+    })
+    const opened = await escrowAs(payee).openWithAuthorization(channel.params, 5_000n, authorization)
+    expect(opened.channelId).toBe(channel.id)
+    expect(await escrowAs(payee).readChannel(channel.id)).toMatchObject({ deposit: 5_000n, status: 'open' })
+  })
+
+  test('withdrawCredit returns a payout the blocklisted payee could not receive', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address }, 1_000n)
+    await mined(fx.chain, fx.usdcAs(fx.deployer).write.blocklist([payee.address]))
+    const asPayee = escrowAs(payee)
+    await asPayee.close(channel.params, { cumulativeAmount: 400n, signature: await signVoucher(fx, channel, 400n) })
+    expect(await asPayee.creditOf(fx.usdcAddress, payee.address)).toBe(400n)
+    const cold = await fx.chain.newAccount(0n)
+    const { amount } = await asPayee.withdrawCredit(fx.usdcAddress, cold.address)
+    expect(amount).toBe(400n)
+    expect(await balanceOf(fx.chain, fx.usdcAddress, cold.address)).toBe(400n)
+  })
+})
+
+describe('failures', () => {
+  test('a revert in simulation is EscrowRevertedError with the contract error name, and nothing is sent', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    const before = await fx.chain.publicClient.getBlockNumber({ cacheTime: 0 })
+
+    const notPayee = await caught(escrowAs(payer).close(channel.params, null))
+    expect(notPayee).toBeInstanceOf(EscrowRevertedError)
+    expect(notPayee).toMatchObject({ code: 'escrow_reverted', errorName: 'Escrow_NotPayee', phase: 'simulate' })
+
+    const forged = await signVoucher(fx, { id: channel.id, signer: payee }, 100n)
+    const invalid = await caught(escrowAs(payee).settle({ params: channel.params, cumulativeAmount: 100n, signature: forged }))
+    expect(invalid).toMatchObject({ errorName: 'Escrow_InvalidSignature', errorArgs: [channel.id] })
+    expect(await fx.chain.publicClient.getBlockNumber({ cacheTime: 0 })).toBe(before)
+  })
+
+  test('settleMany refuses an empty batch or one above MAX_BATCH_SIZE before touching the chain', async () => {
+    const channel = channelParams(fx, { payer, payee: payee.address, signer: session })
+    const claim = { params: channel.params, cumulativeAmount: 1n, signature: '0x' as const }
+    await expect(escrowAs(payee).settleMany([])).rejects.toBeInstanceOf(ParameterError)
+    await expect(escrowAs(payee).settleMany(Array.from({ length: MAX_BATCH_SIZE + 1 }, () => claim))).rejects.toBeInstanceOf(ParameterError)
+  })
+
+  test('a mined transaction that reverts is EscrowTransactionFailedError, never pending', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    // Too little gas for the call but above the intrinsic floor: the simulation passes, the block reverts.
+    const lowGas: RpcHook = ({ method }) => (method === 'eth_estimateGas' ? { result: numberToHex(32_000) } : undefined)
+    const signature = await signVoucher(fx, channel, 100n)
+    const error = await caught(escrowAs(payee, { hook: lowGas }).settle({ params: channel.params, cumulativeAmount: 100n, signature }))
+    expect(error).toBeInstanceOf(EscrowTransactionFailedError)
+    const failed = error as EscrowTransactionFailedError
+    expect(failed.code).toBe('escrow_transaction_failed')
+    const receipt = await fx.chain.publicClient.getTransactionReceipt({ hash: failed.transactionHash })
+    expect(receipt.status).toBe('reverted')
+    expect(failed.gasUsed).toBe(receipt.gasUsed)
+    expect((await escrowAs(payee).readChannel(channel.id)).settled).toBe(0n)
+  })
+
+  test('a broadcast that fails before the node sees it is EscrowRpcError carrying the signed hash', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    const down: RpcHook = ({ method }) => {
+      if (method === 'eth_sendRawTransaction') throw new Error('socket hang up')
+      return undefined
+    }
+    const error = await caught(escrowAs(payee, { hook: down }).close(channel.params, null))
+    expect(error).toBeInstanceOf(EscrowRpcError)
+    expect(error).toMatchObject({ code: 'escrow_rpc_failed', phase: 'send', transactionHash: expect.stringMatching(/^0x[0-9a-f]{64}$/) })
+    expect((await escrowAs(payee).readChannel(channel.id)).status).toBe('open')
+  })
+
+  test('a broadcast whose answer is lost is followed by its hash and succeeds', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    const lost: RpcHook = ({ method }) =>
+      method === 'eth_sendRawTransaction'
+        ? {
+            after: () => {
+              throw new Error('connection reset after write')
+            },
+          }
+        : undefined
+    const closed = await escrowAs(payee, { hook: lost }).close(channel.params, {
+      cumulativeAmount: 250n,
+      signature: await signVoucher(fx, channel, 250n),
+    })
+    expect(closed).toMatchObject({ paidToPayee: 250n, refundedToPayer: 750n })
+  })
+})
+
+describe('confirmations and reorgs', () => {
+  test('a write resolves only once `confirmations` blocks follow its block', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    let resolved = false
+    const pending = escrowAs(payee, { confirmations: 2 })
+      .close(channel.params, null)
+      .then((result) => {
+        resolved = true
+        return result
+      })
+    await waitFor(async () => (await fx.escrow.read.getChannel([channel.id])).status === 2)
+    await fx.chain.rpc('evm_mine')
+    await new Promise((r) => setTimeout(r, 200))
+    expect(resolved).toBe(false)
+    await fx.chain.rpc('evm_mine')
+    expect((await pending).paidToPayee).toBe(0n)
+  })
+
+  test('transactionStatus reports a transaction removed by a reorg as missing', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    const asPayee = escrowAs(payee)
+    const snapshot = await fx.chain.snapshot()
+    const closed = await asPayee.close(channel.params, null)
+    expect(await asPayee.transactionStatus(closed.transactionHash)).toEqual({ status: 'success', blockNumber: closed.blockNumber })
+    await fx.chain.revert(snapshot)
+    expect(await asPayee.transactionStatus(closed.transactionHash)).toEqual({ status: 'missing' })
+    expect((await asPayee.readChannel(channel.id)).status).toBe('open')
+  })
+})
+
+async function waitFor(condition: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await condition()) return
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  throw new Error('condition never held')
+}

@@ -1,0 +1,58 @@
+import type { Address, Hex } from 'viem'
+import type { Logger } from '../log.js'
+import type { ReasonCode, Result } from '../protocol/ReasonCode.js'
+import type { ChannelStore } from '../store/ChannelStore.js'
+import type { ChannelReader } from './admitChannel.js'
+import type { ReceiptSigner } from './receipts.js'
+import type { Limits, Offer } from './ServerOptions.js'
+import type { SessionRegistry } from './SessionRegistry.js'
+import type { TokenSource } from './upstream/TokenSource.js'
+import type { VoucherLedger } from './VoucherLedger.js'
+
+/** A voucher to verify for a channel whose signer is known. */
+export type VoucherCheckJob = {
+  channelId: Hex
+  amount: bigint
+  signature: Uint8Array
+  signer: Address
+  /** The signer is an ERC-1271 wallet: the check needs the chain. */
+  contractSigner: boolean
+}
+
+/** A verified voucher: possibly a newer one for the channel that answered this job (coalescing). */
+export type CheckedVoucher = { cumulativeAmount: bigint; signature: Uint8Array }
+
+/** Verifies vouchers: the worker pool for keys, the chain for contract wallets. */
+export type VoucherCheck = { verify(job: VoucherCheckJob): Promise<Result<CheckedVoucher, ReasonCode>> }
+
+/** Closes channels on-chain (the Settler). */
+export type ChannelCloser = {
+  closeChannel(channelId: Hex): Promise<{ transactionHash: Hex; paid: bigint; refunded: bigint }>
+}
+
+/** Counters for the report and for monitoring. */
+export type ServerMetrics = {
+  connections: number
+  requests: number
+  outputTokens: number
+  vouchersReceived: number
+  vouchersVerified: number
+  junkFrames: number
+  backpressurePauses: number
+}
+
+/** Everything a connection depends on, built once by createServer. */
+export type ServerContext = {
+  offer: Offer
+  limits: Limits
+  reader: ChannelReader
+  verifier: VoucherCheck
+  store: ChannelStore
+  ledger: VoucherLedger
+  registry: SessionRegistry
+  source: TokenSource
+  receipts: ReceiptSigner
+  settler: ChannelCloser
+  metrics: ServerMetrics
+  log: Logger
+}

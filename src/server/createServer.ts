@@ -1,0 +1,185 @@
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { createLogger, type Logger } from '../log.js'
+import type { ChannelStore } from '../store/ChannelStore.js'
+import type { ChannelReader } from './admitChannel.js'
+import { CloseCode, Connection } from './Connection.js'
+import { respondPaymentRequired } from './discovery.js'
+import type { ReceiptSigner } from './receipts.js'
+import type { ChannelCloser, ServerContext, ServerMetrics, VoucherCheck } from './ServerContext.js'
+import { defaultCreditWindow, resolveLimits, validateOffer, type Limits, type Offer } from './ServerOptions.js'
+import { createSessionRegistry } from './SessionRegistry.js'
+import type { TokenSource } from './upstream/TokenSource.js'
+import { createVoucherLedger } from './VoucherLedger.js'
+
+/*
+ * The only file that knows the transport is `ws`. It serves:
+ *   GET  /healthz        liveness
+ *   ANY  /v1/*           402 Payment Required with the offer (x402 v2 and MPP headers)
+ *   WS   /v1/stream      the payment-channel session (binary msgpack frames)
+ */
+
+export type CreateServerOptions = {
+  /** The terms; `creditWindow` defaults to 32 output tokens at the dearest price, `minGracePeriod` to 1 hour. */
+  offer: Omit<Offer, 'creditWindow' | 'minGracePeriod'> & Partial<Pick<Offer, 'creditWindow' | 'minGracePeriod'>>
+  limits?: Partial<Limits>
+  reader: ChannelReader
+  verifier: VoucherCheck
+  store: ChannelStore
+  source: TokenSource
+  receipts: ReceiptSigner
+  settler: ChannelCloser
+  log?: Logger
+  /** Default 127.0.0.1: exposing the server is a decision, not a default. */
+  host?: string
+  /** Default 0 (any free port). */
+  port?: number
+}
+
+export type SluiceServer = {
+  /** e.g. http://127.0.0.1:8402 */
+  url: string
+  /** e.g. ws://127.0.0.1:8402/v1/stream */
+  websocketUrl: string
+  metrics: ServerMetrics
+  context: ServerContext
+  /** Graceful shutdown: stop accepting, end streams, persist what was metered, close sockets. */
+  close(): Promise<void>
+}
+
+/**
+ * Starts a Sluice server.
+ *
+ * @example
+ * const server = await createServer({ offer, reader, verifier, store, source, receipts, settler })
+ * console.log(server.websocketUrl)
+ */
+export async function createServer(options: CreateServerOptions): Promise<SluiceServer> {
+  const offer: Offer = {
+    ...options.offer,
+    minGracePeriod: options.offer.minGracePeriod ?? 3600,
+    creditWindow: options.offer.creditWindow ?? defaultCreditWindow(options.offer.prices),
+  }
+  validateOffer(offer)
+  const limits = resolveLimits(options.limits)
+  const log = options.log ?? createLogger()
+  const metrics: ServerMetrics = {
+    connections: 0,
+    requests: 0,
+    outputTokens: 0,
+    vouchersReceived: 0,
+    vouchersVerified: 0,
+    junkFrames: 0,
+    backpressurePauses: 0,
+  }
+  const context: ServerContext = {
+    offer,
+    limits,
+    reader: options.reader,
+    verifier: options.verifier,
+    store: options.store,
+    ledger: createVoucherLedger(options.store),
+    registry: createSessionRegistry(),
+    source: options.source,
+    receipts: options.receipts,
+    settler: options.settler,
+    metrics,
+    log,
+  }
+
+  const http = createHttpServer((request, response) => route(offer, request, response))
+  // Slow or half-sent upgrade requests are dropped after the handshake timeout (slowloris).
+  http.headersTimeout = limits.handshakeTimeoutMs
+  http.requestTimeout = limits.handshakeTimeoutMs
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: limits.maxPayload,
+    // Compression is off: it costs CPU per frame and opens decompression-bomb attacks.
+    perMessageDeflate: false,
+    clientTracking: false,
+  })
+  const live = new Map<WebSocket, Connection>()
+  let accepting = true
+
+  http.on('upgrade', (request, socket, head) => {
+    if (!accepting || new URL(request.url ?? '/', 'http://x').pathname !== '/v1/stream') {
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n')
+      return
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => attach(ws))
+  })
+
+  function attach(ws: WebSocket): void {
+    metrics.connections++
+    let alive = true
+    const connection = new Connection(context, {
+      send: (data, callback) => ws.send(data, { binary: true }, callback),
+      close: (code, reason) => ws.close(code, reason),
+      terminate: () => ws.terminate(),
+    })
+    live.set(ws, connection)
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary) return connection.onMessage(new Uint8Array(0))
+      connection.onMessage(data)
+    })
+    ws.on('pong', () => {
+      alive = true
+    })
+    // A peer that has not answered the previous ping by the next one is gone (half-open socket).
+    const ping = setInterval(() => {
+      if (!alive) return ws.terminate()
+      alive = false
+      ws.ping()
+    }, limits.pingIntervalMs)
+    ws.on('error', (error) => {
+      // ws closes with 1009 on an oversized frame and 1002 on protocol errors; the process stays up.
+      log.info({ err: error }, 'socket error')
+    })
+    ws.on('close', () => {
+      clearInterval(ping)
+      live.delete(ws)
+      connection.onClose()
+    })
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject)
+    http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve())
+  })
+  const { port, address } = http.address() as AddressInfo
+  const host = address.includes(':') ? `[${address}]` : address
+
+  return {
+    url: `http://${host}:${port}`,
+    websocketUrl: `ws://${host}:${port}/v1/stream`,
+    metrics,
+    context,
+    async close() {
+      accepting = false
+      const closing = new Promise<void>((resolve) => http.close(() => resolve()))
+      const connections = [...live.values()]
+      for (const [ws, connection] of live) {
+        connection.shutdown()
+        // Give the goodbye frame a moment to flush, then drop the socket regardless.
+        setTimeout(() => ws.terminate(), 1_000).unref()
+      }
+      http.closeAllConnections()
+      await closing
+      wss.close()
+      await Promise.all(connections.map((connection) => connection.whenClosed()))
+    },
+  }
+}
+
+function route(offer: Offer, request: IncomingMessage, response: ServerResponse): void {
+  const path = new URL(request.url ?? '/', 'http://x').pathname
+  if (path === '/healthz') {
+    response.writeHead(200, { 'content-type': 'text/plain' }).end('ok')
+    return
+  }
+  if (path.startsWith('/v1/')) return respondPaymentRequired(offer, request, response)
+  response.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
+}
+
+export { CloseCode }

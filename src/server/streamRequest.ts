@@ -1,0 +1,171 @@
+import type { Hex } from 'viem'
+import type { Done, Request, ServerFrame } from '../protocol/Frame.js'
+import { PROTOCOL_VERSION } from '../protocol/Frame.js'
+import type { ChannelAccount, RequestUsage } from './ChannelAccount.js'
+import type { ReceiptSigner } from './receipts.js'
+import type { PriceSchedule } from '../protocol/PriceSchedule.js'
+import type { TokenSource } from './upstream/TokenSource.js'
+
+/*
+ * One generation, metered token by token. Before each token goes out the loop checks, in order: the
+ * deposit (never serve what the channel cannot pay), the credit window (pause with need-voucher until a
+ * voucher arrives), and the socket's send buffer (pause until the client reads). The source is pulled
+ * lazily, so a paused stream holds at most one chunk.
+ */
+
+/** What a stream needs from its connection. */
+export type StreamContext = {
+  channelId: Hex
+  account: ChannelAccount
+  source: TokenSource
+  prices: PriceSchedule
+  receipts: ReceiptSigner
+  /** Sends a frame; resolves once the socket's queued bytes are under the high-water mark. */
+  send(frame: ServerFrame): Promise<void>
+  /** Asks the client for a voucher of at least `required` (deduplicated by the connection). */
+  needVoucher(required: bigint): void
+  /** Reports an upstream failure (the request ends with reason 'upstream_error'). */
+  onUpstreamError(error: unknown): void
+}
+
+/**
+ * Streams `request` to the client and resolves with the `done` frame it sent.
+ *
+ * @param context - {@link StreamContext}
+ * @param request - The client's request frame (model already validated).
+ * @param signal - Aborted on cancel, disconnect or shutdown.
+ */
+export async function streamRequest(context: StreamContext, request: Request, signal: AbortSignal): Promise<Done> {
+  const { account, source } = context
+  const price = context.prices[request.model]
+  if (!price) throw new Error(`unknown model ${request.model}`)
+  const generateRequest = { model: request.model, messages: request.messages, maxTokens: request.maxTokens }
+  const startSpent = account.spent
+  const usage: RequestUsage = {
+    inputTokens: BigInt(source.countInputTokens(generateRequest)),
+    outputTokens: 0n,
+    input: price.input,
+    output: price.output,
+  }
+  let reason: Done['reason'] = 'stop'
+  let seq = 0
+  const sendTokens = (text: string, count: number) =>
+    context.send({
+      t: 'tokens',
+      v: PROTOCOL_VERSION,
+      id: request.id,
+      seq: seq++,
+      text,
+      count,
+      charge: account.spent.toString(),
+    })
+
+  const finish = async (): Promise<Done> => {
+    account.finish(usage)
+    const done: Done = {
+      t: 'done',
+      v: PROTOCOL_VERSION,
+      id: request.id,
+      reason,
+      usage: { inputTokens: Number(usage.inputTokens), outputTokens: Number(usage.outputTokens) },
+      charge: (account.spent - startSpent).toString(),
+      spent: account.spent.toString(),
+      receipt: await context.receipts.sign({
+        channelId: context.channelId,
+        requestId: request.id,
+        model: request.model,
+        inputTokens: Number(usage.inputTokens),
+        outputTokens: Number(usage.outputTokens),
+        charge: account.spent - startSpent,
+        spent: account.spent,
+        reason,
+      }),
+    }
+    await context.send(done)
+    return done
+  }
+
+  // Input tokens are billed before any output, and must be paid for (within the credit window) first.
+  const afterInput = account.spentIf(usage, {})
+  account.open(usage)
+  if (!account.withinDeposit(afterInput)) {
+    usage.inputTokens = 0n
+    reason = 'deposit_exhausted'
+    return finish()
+  }
+  if (!(await payFor(context, afterInput, signal))) {
+    reason = 'cancelled'
+    return finish()
+  }
+
+  const upstream = new AbortController()
+  const onAbort = () => upstream.abort(signal.reason)
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    for await (const chunk of source.generate(generateRequest, upstream.signal)) {
+      if (chunk.type === 'end') {
+        if (chunk.finishReason === 'length') reason = 'length'
+        const extraOutput = chunk.usage ? await reconcile(context, usage, chunk.usage, signal) : 0n
+        if (extraOutput) await sendTokens('', Number(extraOutput))
+        break
+      }
+      const next = account.spentIf(usage, { outputTokens: usage.outputTokens + BigInt(chunk.tokens) })
+      if (!account.withinDeposit(next)) {
+        reason = 'deposit_exhausted'
+        break
+      }
+      if (!(await payFor(context, next, signal))) {
+        reason = 'cancelled'
+        break
+      }
+      account.record(usage, { outputTokens: usage.outputTokens + BigInt(chunk.tokens) })
+      await sendTokens(chunk.text, chunk.tokens)
+      if (signal.aborted) {
+        reason = 'cancelled'
+        break
+      }
+    }
+  } catch (error) {
+    reason = signal.aborted ? 'cancelled' : 'upstream_error'
+    if (reason === 'upstream_error') context.onUpstreamError(error)
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+    upstream.abort()
+  }
+  return finish()
+}
+
+/** Waits until `spent` may grow to `nextSpent` within the credit window; false if aborted first. */
+async function payFor(context: StreamContext, nextSpent: bigint, signal: AbortSignal): Promise<boolean> {
+  const { account } = context
+  if (account.withinCredit(nextSpent)) return true
+  const required = account.requiredFor(nextSpent)
+  context.needVoucher(required)
+  return account.waitForCredit(required, signal)
+}
+
+/**
+ * Applies the upstream's usage report: the request's counts become the reported ones (an input estimate
+ * that was too high lowers the exact total; spent never decreases). Returns the output tokens reported
+ * beyond the streamed deltas, which the caller announces so the client's own meter agrees, or null when
+ * the correction cannot be billed (past the deposit, or aborted while waiting for credit).
+ */
+async function reconcile(
+  context: StreamContext,
+  usage: RequestUsage,
+  reported: { inputTokens: number; outputTokens: number },
+  signal: AbortSignal,
+): Promise<bigint | null> {
+  const { account } = context
+  const extraOutput = BigInt(reported.outputTokens) - usage.outputTokens
+  const change = {
+    inputTokens: BigInt(reported.inputTokens),
+    outputTokens: extraOutput > 0n ? BigInt(reported.outputTokens) : usage.outputTokens,
+  }
+  const next = account.spentIf(usage, change)
+  // Never bill past the deposit: the shortfall is the server's loss, bounded by one usage report.
+  if (!account.withinDeposit(next)) return null
+  if (!(await payFor(context, next, signal))) return null
+  account.record(usage, change)
+  return extraOutput > 0n ? extraOutput : 0n
+}

@@ -1,0 +1,44 @@
+// End to end on real sockets and the in-process chain: a client streams tokens paying one voucher per
+// token, the server settles, and every balance is exact.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { balanceOf } from '../support/escrowFixture.js'
+import { MODEL, startStack, type Stack } from '../support/stack.js'
+
+let stack: Stack
+beforeAll(async () => {
+  stack = await startStack()
+})
+afterAll(() => stack.close())
+
+const messages = [{ role: 'user' as const, content: 'Tell me about payment channels.' }]
+
+describe('one client', () => {
+  test('streams 1,000 tokens with one voucher per token; the payee gets exactly what was billed', async () => {
+    const deposit = 10_000n
+    const client = await stack.newClient(deposit)
+    const stream = client.session.stream({ model: MODEL, messages, maxTokens: 1_000 })
+    let tokens = 0
+    let text = ''
+    let result = await stream.next()
+    while (!result.done) {
+      tokens += result.value.count
+      text += result.value.text
+      result = await stream.next()
+    }
+    const done = result.value
+    expect(tokens).toBe(1_000)
+    expect(done.usage.outputTokens).toBe(1_000)
+    const billed = BigInt(done.spent)
+    // 1 unit per input token and 2 per output token.
+    expect(billed).toBe(BigInt(done.usage.inputTokens) + 2_000n)
+    expect(client.session.vouchersSent).toBeGreaterThanOrEqual(1_000)
+
+    const closed = await client.session.close()
+    expect(BigInt(closed.paid)).toBe(billed)
+    expect(BigInt(closed.refunded)).toBe(deposit - billed)
+    const { fx, payee } = stack
+    expect(await balanceOf(fx.chain, fx.usdcAddress, payee.address)).toBe(billed)
+    expect(await balanceOf(fx.chain, fx.usdcAddress, client.payer.address)).toBe(deposit - billed)
+    expect(text.length).toBeGreaterThan(0)
+  })
+})
