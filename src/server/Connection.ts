@@ -53,6 +53,8 @@ export class Connection {
   #drainWaiters: (() => void)[] = []
   #lastNeedVoucher = -1n
   #ackedTo = 0n
+  /** Highest voucher amount this connection has received, checked in arrival order. */
+  #highestReceived = 0n
   #persisted: Promise<void> = Promise.resolve()
   /** Vouchers being verified and persisted; a close waits for them so it settles with the best one. */
   readonly #vouchersInFlight = new Set<Promise<void>>()
@@ -128,6 +130,12 @@ export class Connection {
         return this.#request(frame)
       case 'voucher': {
         if (this.#state !== 'open') return this.#junk('hello_required', 'send hello first')
+        // Cumulative vouchers only grow: a lower one than already sent is a protocol violation. An equal
+        // one (a resend after reconnect) is answered with an ack once verified.
+        const amount = BigInt(frame.amount)
+        if (amount < this.#highestReceived || amount < this.#channel!.account.accepted)
+          return this.#fatal('voucher_not_increasing', 'vouchers are cumulative and may not decrease', CloseCode.policy)
+        this.#highestReceived = amount
         const handled = this.#voucher(frame)
         this.#vouchersInFlight.add(handled)
         void handled.finally(() => this.#vouchersInFlight.delete(handled))

@@ -101,6 +101,7 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
   })
   const live = new Map<WebSocket, Connection>()
   let accepting = true
+  let closing: Promise<void> | null = null
 
   http.on('upgrade', (request, socket, head) => {
     if (!accepting || new URL(request.url ?? '/', 'http://x').pathname !== '/v1/stream') {
@@ -155,20 +156,25 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     websocketUrl: `ws://${host}:${port}/v1/stream`,
     metrics,
     context,
-    async close() {
-      accepting = false
-      const closing = new Promise<void>((resolve) => http.close(() => resolve()))
-      const connections = [...live.values()]
-      for (const [ws, connection] of live) {
-        connection.shutdown()
-        // Give the goodbye frame a moment to flush, then drop the socket regardless.
-        setTimeout(() => ws.terminate(), 1_000).unref()
-      }
-      http.closeAllConnections()
-      await closing
-      wss.close()
-      await Promise.all(connections.map((connection) => connection.whenClosed()))
+    close() {
+      closing ??= shutdown()
+      return closing
     },
+  }
+
+  async function shutdown(): Promise<void> {
+    accepting = false
+    const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
+    const connections = [...live.values()]
+    for (const [ws, connection] of live) {
+      connection.shutdown()
+      // Give the goodbye frame a moment to flush, then drop the socket regardless.
+      setTimeout(() => ws.terminate(), 1_000).unref()
+    }
+    http.closeAllConnections()
+    await httpClosed
+    wss.close()
+    await Promise.all(connections.map((connection) => connection.whenClosed()))
   }
 }
 

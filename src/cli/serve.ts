@@ -1,0 +1,113 @@
+import { parseArgs } from 'node:util'
+import { createPublicClient, createWalletClient, defineChain, getAddress, http, type Hex } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import * as SluiceEscrow from '../chains/evm/artifacts/SluiceEscrow.js'
+import { createLogger } from '../log.js'
+import { startNode } from '../node/startNode.js'
+import * as Price from '../protocol/Price.js'
+import type { PriceSchedule } from '../protocol/PriceSchedule.js'
+import * as DemoSource from '../server/upstream/DemoSource.js'
+import * as OpenAiCompatibleSource from '../server/upstream/OpenAiCompatibleSource.js'
+import { createMemoryChannelStore } from '../store/MemoryChannelStore.js'
+
+/*
+ * `sluice serve` and `sluice deploy` against a real EVM JSON-RPC endpoint. The private key comes from the
+ * SLUICE_PRIVATE_KEY environment variable, never from the command line (it would land in shell history
+ * and in `ps`).
+ */
+
+/** Connects to an RPC endpoint with the operator key from the environment. */
+async function clientsFor(rpc: string) {
+  const key = process.env.SLUICE_PRIVATE_KEY as Hex | undefined
+  if (!key || !/^0x[0-9a-fA-F]{64}$/.test(key)) throw new Error('set SLUICE_PRIVATE_KEY to the operator key (0x + 64 hex)')
+  const probe = createPublicClient({ transport: http(rpc) })
+  const id = await probe.getChainId()
+  const chain = defineChain({
+    id,
+    name: `eip155:${id}`,
+    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+    rpcUrls: { default: { http: [rpc] } },
+  })
+  const account = privateKeyToAccount(key)
+  return {
+    publicClient: createPublicClient({ chain, transport: http(rpc) }),
+    walletClient: createWalletClient({ account, chain, transport: http(rpc) }),
+  }
+}
+
+/** `sluice deploy --rpc URL`: deploys the escrow and prints its address. */
+export async function runDeploy(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { rpc: { type: 'string', default: 'http://127.0.0.1:8545' } } })
+  const { publicClient, walletClient } = await clientsFor(values.rpc)
+  const hash = await walletClient.deployContract({ abi: SluiceEscrow.abi, bytecode: SluiceEscrow.bytecode })
+  const receipt = await publicClient.waitForTransactionReceipt({ hash })
+  if (receipt.status !== 'success' || !receipt.contractAddress) throw new Error(`deployment ${hash} failed`)
+  process.stdout.write(`${receipt.contractAddress}\n`)
+}
+
+/**
+ * `sluice serve`: a server node in front of an OpenAI-compatible endpoint (or the demo source).
+ * Prices are base units per token, as exact decimals: `--price llama3=0.5/2` bills 0.5 per input token
+ * and 2 per output token.
+ */
+export async function runServe(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      rpc: { type: 'string', default: 'http://127.0.0.1:8545' },
+      escrow: { type: 'string' },
+      asset: { type: 'string' },
+      price: { type: 'string', multiple: true },
+      'min-deposit': { type: 'string', default: '1000000' },
+      upstream: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8402' },
+      confirmations: { type: 'string', default: '1' },
+      'claim-threshold': { type: 'string', default: '1000000' },
+    },
+  })
+  if (!values.escrow || !values.asset) throw new Error('--escrow and --asset are required')
+  if (!values.price?.length) throw new Error('give at least one --price MODEL=INPUT/OUTPUT (base units per token)')
+  const { publicClient, walletClient } = await clientsFor(values.rpc)
+  const log = createLogger()
+  const upstreamKey = process.env.SLUICE_UPSTREAM_API_KEY
+  const source = values.upstream
+    ? OpenAiCompatibleSource.create({ baseUrl: values.upstream, ...(upstreamKey ? { apiKey: upstreamKey } : {}) })
+    : DemoSource.create()
+  const node = await startNode({
+    publicClient,
+    walletClient,
+    escrow: getAddress(values.escrow),
+    offer: { asset: getAddress(values.asset), prices: parsePrices(values.price), minDeposit: BigInt(values['min-deposit']) },
+    store: createMemoryChannelStore(),
+    source,
+    confirmations: Number(values.confirmations),
+    settlement: { claimThreshold: BigInt(values['claim-threshold']) },
+    log,
+    host: values.host,
+    port: Number(values.port),
+  })
+  log.info({ url: node.server.url, websocket: node.server.websocketUrl, source: source.name }, 'sluice serving')
+  const settleTimer = setInterval(() => void node.settler.settleDue(), 60_000)
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve()
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+  clearInterval(settleTimer)
+  log.info({}, 'shutting down: ending streams, settling what is due')
+  await node.server.close()
+  await node.settler.settleDue()
+  await node.close()
+}
+
+/** Parses `MODEL=INPUT/OUTPUT` price flags (base units per token, exact decimals). */
+export function parsePrices(flags: string[]): PriceSchedule {
+  const schedule: PriceSchedule = {}
+  for (const flag of flags) {
+    const match = /^([^=]+)=([0-9.]+)\/([0-9.]+)$/.exec(flag)
+    if (!match) throw new Error(`--price ${flag}: expected MODEL=INPUT/OUTPUT, e.g. llama3=0.5/2`)
+    schedule[match[1]!] = { input: Price.perToken(match[2]!), output: Price.perToken(match[3]!) }
+  }
+  return schedule
+}
