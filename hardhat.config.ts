@@ -17,7 +17,11 @@ export default defineConfig({
     },
   },
   networks: {
+    // Estimate gas as a real node does (the top-level call succeeds). EDR's default also refuses any
+    // transaction in which an inner call runs out of its own gas budget — which the escrow's capped payout
+    // pushes do by design when a recipient is hostile.
+    default: { type: 'edr-simulated', chainType: 'l1', gasEstimationMode: 'topLevelSuccess' },
     // A second in-process chain with another chain id, for cross-chain replay tests.
-    otherChain: { type: 'edr-simulated', chainType: 'l1', chainId: 31338 },
+    otherChain: { type: 'edr-simulated', chainType: 'l1', chainId: 31338, gasEstimationMode: 'topLevelSuccess' },
   },
 })

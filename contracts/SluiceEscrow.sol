@@ -33,6 +33,11 @@ contract SluiceEscrow is ISluiceEscrow, EIP712, ReentrancyGuardTransient {
     /// @notice Gas forwarded when pushing ETH; a receiver that needs more (or reverts) is credited instead, so it
     /// can neither block nor grief the other party's payout.
     uint256 public constant ETH_PAYOUT_GAS = 50_000;
+    /// @notice Gas forwarded to a token's `transfer` when paying out (USDC needs about 40k, leaving room for
+    /// recipient hooks); a token or hook that needs more gets the payout credited instead.
+    uint256 public constant TOKEN_PAYOUT_GAS = 200_000;
+    /// @dev Gas kept back after a push for crediting a failed one.
+    uint256 private constant PAYOUT_RESERVE_GAS = 30_000;
 
     mapping(bytes32 channelId => Channel) private _channels;
     mapping(address token => mapping(address account => uint256)) private _credits;
@@ -321,28 +326,44 @@ contract SluiceEscrow is ISluiceEscrow, EIP712, ReentrancyGuardTransient {
         _pay(params.token, params.payer, refund);
     }
 
-    /// @dev Pushes a payout; if the push fails (blocklisted recipient, reverting or gas-hungry receiver), the
-    /// amount is credited for `withdrawCredit` instead, so one party can never block the other's payout.
+    /// @dev Pushes a payout; if the push fails (blocklisted recipient, reverting or gas-hungry receiver, a token
+    /// hook that burns gas), the amount is credited for `withdrawCredit` instead, so one party can never block
+    /// the other's payout. Every push gets a fixed gas budget, and the caller must supply all of it (EIP-150
+    /// forwards at most 63/64): a failed push is then the recipient's doing, never a choice the caller made
+    /// through its gas limit, and a hostile recipient can burn at most the budget.
     function _pay(address token, address to, uint256 amount) private {
         if (amount == 0) return;
+        uint256 budget = token == address(0) ? ETH_PAYOUT_GAS : TOKEN_PAYOUT_GAS;
+        if (gasleft() < budget + budget / 63 + PAYOUT_RESERVE_GAS) revert Escrow_InsufficientGas();
         bool paid;
-        uint256 gasBefore = gasleft();
         if (token == address(0)) {
             // Out size 0: a returndata bomb from the receiver costs us nothing.
             assembly ("memory-safe") {
-                paid := call(ETH_PAYOUT_GAS, to, amount, 0, 0, 0, 0)
+                paid := call(budget, to, amount, 0, 0, 0, 0)
             }
         } else {
-            paid = IERC20(token).trySafeTransfer(to, amount);
-        }
-        // If the push failed with at most the 1/64 that EIP-150 keeps back left, the caller's gas limit may be
-        // the cause, not the recipient: revert, so no caller can choose to turn a payout into a credit.
-        if (!paid && (gasleft() <= gasBefore / 64 || gasBefore < ETH_PAYOUT_GAS + ETH_PAYOUT_GAS / 63)) {
-            revert Escrow_InsufficientGas();
+            paid = _tryTransfer(token, to, amount, budget);
         }
         if (!paid) {
             _credits[token][to] += amount;
             emit PayoutCredited(token, to, amount);
+        }
+    }
+
+    /// @dev `token.transfer(to, amount)` with a gas budget, reading at most 32 bytes of returndata. Success
+    /// means the call did not revert and returned true, or returned nothing from a contract (USDT-style tokens),
+    /// as in OpenZeppelin's SafeERC20.
+    function _tryTransfer(address token, address to, uint256 amount, uint256 budget) private returns (bool success) {
+        bytes4 selector = IERC20.transfer.selector;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, selector)
+            mstore(add(ptr, 0x04), to)
+            mstore(add(ptr, 0x24), amount)
+            success := call(budget, token, 0, ptr, 0x44, 0x00, 0x20)
+            switch returndatasize()
+            case 0 { success := and(success, gt(extcodesize(token), 0)) }
+            default { success := and(success, and(gt(returndatasize(), 31), eq(mload(0x00), 1))) }
         }
     }
 

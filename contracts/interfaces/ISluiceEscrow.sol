@@ -128,7 +128,7 @@ interface ISluiceEscrow {
     error Escrow_MixedTokens();
     /// @notice The caller has no credited payout in this token.
     error Escrow_NoCredit();
-    /// @notice A payout push failed for lack of gas the caller supplied; retry with a higher gas limit.
+    /// @notice Too little gas left to give a payout push its full budget; retry with a higher gas limit.
     error Escrow_InsufficientGas();
 
     /// @notice Opens a channel funded by the caller, who must be `params.payer`.

@@ -1,6 +1,7 @@
 // Deploying and driving the test-only contracts (contracts/test-only/) from the escrow tests.
 import hre from 'hardhat'
 import {
+  encodeErrorResult,
   encodeFunctionData,
   getContract,
   parseAbi,
@@ -38,6 +39,11 @@ const puppet = ['function execute(address target, uint256 value, bytes data) pay
 const escrowErrors = SluiceEscrow.abi.filter((item) => item.type === 'error')
 
 export const reentrantTokenAbi = parseAbi([...erc20, ...reentry])
+export const callbackTokenAbi = parseAbi([...erc20, 'function registerRecipientHook()'])
+export const gasGriefingRecipientAbi = [
+  ...parseAbi([...puppet, 'function arm()', 'function disarm()']),
+  ...escrowErrors,
+] as const
 export const feeTokenAbi = parseAbi([...erc20, 'constructor(uint256 feeBps)'])
 export const reentrantReceiverAbi = [...parseAbi([...puppet, ...reentry]), ...escrowErrors] as const
 export const revertingReceiverAbi = [...parseAbi([...puppet, 'function setMode(uint8 mode)']), ...escrowErrors] as const
@@ -64,8 +70,11 @@ export function escrowWithTokenErrorsAs(fx: EscrowFixture, account: LocalAccount
   return getContract({ address: fx.escrowAddress, abi: escrowWithTokenErrorsAbi, client })
 }
 
-/** The ReentrancyGuard selector that a refused reentrant call returns. */
-export const REENTRANT_CALL_ERROR: Hex = '0x3ee5aeb5' // bytes4(keccak256("ReentrancyGuardReentrantCall()"))
+/** The revert data of a call refused by the escrow's ReentrancyGuard (0x3ee5aeb5). */
+export const REENTRANT_CALL_ERROR: Hex = encodeErrorResult({
+  abi: SluiceEscrow.abi,
+  errorName: 'ReentrancyGuardReentrantCall',
+})
 
 /**
  * Asserts that a reentrancy mock (ReentrantToken or ReentrantReceiver) at `mock` has made `attempts`
