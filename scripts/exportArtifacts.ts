@@ -1,7 +1,8 @@
 // Writes the ABI and creation bytecode of the contracts the TypeScript code deploys or calls into
 // src/chains/evm/artifacts/, as `as const` modules so viem infers function names and argument types.
 // Run after `hardhat build` (npm run build:contracts does both); artifacts.sync.test.ts fails when stale.
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** Contracts exported for src/: the escrow, and the test token the local demo deploys. */
@@ -33,6 +34,7 @@ export function artifactModulePath(name: string): string {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const { name, source } of exportedContracts) {
+    await mkdir(dirname(artifactModulePath(name)), { recursive: true })
     await writeFile(artifactModulePath(name), await renderArtifactModule(name, source))
     console.log(`exported ${name}`)
   }
