@@ -1,6 +1,6 @@
 import { move } from 'piscina'
 import { digestBytes } from '../src/protocol/Voucher.js'
-import { isCanonicalSignature, recoverAddress } from '../src/protocol/recoverAddress.js'
+import { addressOfPublicKey, isCanonicalSignature, recoverPublicKey } from '../src/protocol/recoverAddress.js'
 import { Offset, RECORD_SIZE, Status, readAmount, recordCount } from '../src/verify/batchLayout.js'
 
 /*
@@ -45,12 +45,12 @@ export function verifyBatch(batch: Uint8Array, out: Uint8Array): void {
       batch.subarray(base + Offset.channelId, base + Offset.channelId + 32),
       readAmount(view, base),
     )
-    const recovered = recoverAddress(digest, signature)
-    if (!recovered) {
+    const key = recoverPublicKey(digest, signature)
+    if (!key) {
       out[i] = Status.voucher_signature_invalid
       continue
     }
-    out[i] = sameBytes(recovered, batch, base + Offset.signer) ? Status.ok : Status.voucher_signer_mismatch
+    out[i] = isSignersKey(key, batch, base + Offset.signer) ? Status.ok : Status.voucher_signer_mismatch
   }
 }
 
@@ -70,7 +70,25 @@ export default function verifyVouchers(buffer: ArrayBuffer): ArrayBuffer {
   return move(out.buffer) as ArrayBuffer
 }
 
-function sameBytes(address: Uint8Array, batch: Uint8Array, offset: number): boolean {
-  for (let i = 0; i < 20; i++) if (address[i] !== batch[offset + i]) return false
+/*
+ * Public keys of signers seen before: a recovered key equal to the signer's known key is that signer, so the
+ * keccak from key to address is paid once per signer, not once per voucher. Bounded: cleared when full.
+ */
+const knownKeys = new Map<string, Uint8Array>()
+const MAX_KNOWN_KEYS = 50_000
+
+function isSignersKey(key: Uint8Array, batch: Uint8Array, signerOffset: number): boolean {
+  const signer = Buffer.from(batch.buffer, batch.byteOffset + signerOffset, 20).toString('latin1')
+  const known = knownKeys.get(signer)
+  if (known) return sameBytes(key, known, 0, 65)
+  const address = addressOfPublicKey(key)
+  if (!sameBytes(address, batch, signerOffset, 20)) return false
+  if (knownKeys.size >= MAX_KNOWN_KEYS) knownKeys.clear()
+  knownKeys.set(signer, key.slice())
+  return true
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array, offset: number, length: number): boolean {
+  for (let i = 0; i < length; i++) if (a[i] !== b[offset + i]) return false
   return true
 }

@@ -69,14 +69,35 @@ const publicKey = new Uint8Array(65)
  * @returns A new 20-byte Uint8Array, or null.
  */
 export function recoverAddress(digest32: Uint8Array, signature65: Uint8Array): Uint8Array | null {
+  const key = recoverPublicKey(digest32, signature65)
+  return key ? addressOfPublicKey(key) : null
+}
+
+/**
+ * Recovers the uncompressed public key (65 bytes, 0x04 ‖ x ‖ y) that signed a digest, or null. The returned
+ * array is reused by the next call: copy it to keep it. Comparing keys instead of addresses lets a verifier
+ * that has seen a signer before skip the keccak of the key (the recovery id is still bound: v picks the key).
+ *
+ * @example
+ * const key = recoverPublicKey(digest, signature)
+ *
+ * @param digest32 - The signed 32-byte digest.
+ * @param signature65 - r ‖ s ‖ v, canonical (see {@link isCanonicalSignature}).
+ */
+export function recoverPublicKey(digest32: Uint8Array, signature65: Uint8Array): Uint8Array | null {
   if (digest32.length !== 32 || !isCanonicalSignature(signature65)) return null
-  if (!native) return recoverAddressNoble(digest32, signature65)
+  if (!native) return recoverPublicKeyNoble(digest32, signature65)
   try {
     native.ecdsaRecover(signature65.subarray(0, 64), (signature65[64] as number) - 27, digest32, false, publicKey)
   } catch {
     return null // r is not the x of a curve point, or similar: no signer.
   }
-  return keccak_256(publicKey.subarray(1)).slice(12)
+  return publicKey
+}
+
+/** The Ethereum address (20 bytes) of an uncompressed public key. */
+export function addressOfPublicKey(key65: Uint8Array): Uint8Array {
+  return keccak_256(key65.subarray(1)).slice(12)
 }
 
 /**
@@ -90,12 +111,17 @@ export function recoverAddress(digest32: Uint8Array, signature65: Uint8Array): U
  * @returns A new 20-byte Uint8Array, or null.
  */
 export function recoverAddressNoble(digest32: Uint8Array, signature65: Uint8Array): Uint8Array | null {
+  const key = recoverPublicKeyNoble(digest32, signature65)
+  return key ? addressOfPublicKey(key) : null
+}
+
+function recoverPublicKeyNoble(digest32: Uint8Array, signature65: Uint8Array): Uint8Array | null {
   if (digest32.length !== 32 || !isCanonicalSignature(signature65)) return null
   try {
-    const point = nobleSecp256k1.Signature.fromBytes(signature65.subarray(0, 64), 'compact')
+    return nobleSecp256k1.Signature.fromBytes(signature65.subarray(0, 64), 'compact')
       .addRecoveryBit((signature65[64] as number) - 27)
       .recoverPublicKey(digest32)
-    return keccak_256(point.toBytes(false).subarray(1)).slice(12)
+      .toBytes(false)
   } catch {
     return null
   }
