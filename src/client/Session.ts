@@ -3,7 +3,7 @@ import { BaseError } from '../errors/BaseError.js'
 import * as ChannelId from '../protocol/ChannelId.js'
 import type { ChannelParams } from '../protocol/ChannelParams.js'
 import { decodeServerFrame, encode } from '../protocol/codec.js'
-import type { ChatMessage, ClientFrame, Closed, Done, ServerFrame, Welcome } from '../protocol/Frame.js'
+import type { ChatMessage, ClientFrame, Closed, Done, ErrorFrame, ServerFrame, Welcome } from '../protocol/Frame.js'
 import * as Frames from '../protocol/Frames.js'
 import * as Hello from '../protocol/Hello.js'
 import * as Price from '../protocol/Price.js'
@@ -79,6 +79,12 @@ export class Session {
   accepted = 0n
   /** The server's running total. */
   spent = 0n
+  /**
+   * How much of `spent` this client does not agree to: what the server metered for tokens lost in flight
+   * when a socket dropped (set on resume). Server totals are paid net of it, so the client never signs
+   * for tokens it did not receive, even where its meter's bound on input would leave room for them.
+   */
+  #disputed = 0n
   /** Highest voucher signed, and its signature (re-sent after a reconnect). */
   signed = 0n
   #signature: Uint8Array | null = null
@@ -107,7 +113,8 @@ export class Session {
   }
 
   /**
-   * Streams one generation, paying as it goes.
+   * Streams one generation, paying as it goes. Leaving the loop early (`break`, a thrown error, or the
+   * per-request cap) cancels the request on the server.
    *
    * @example
    * for await (const { text } of session.stream({ model, messages, maxTokens: 100 })) out.push(text)
@@ -119,8 +126,10 @@ export class Session {
     const queue: ServerFrame[] = []
     let wake: (() => void) | null = null
     const listener: Listener = (frame) => {
-      // This request's frames, and errors that end every stream (fatal, or the socket dropping).
-      if (frame.t === 'error' ? (frame.id === undefined ? !frame.fatal : frame.id !== id) : 'id' in frame && frame.id !== id)
+      // This request's frames, and errors that end every stream (fatal, the socket dropping, or the spend
+      // cap, which #onNeedVoucher raises for every stream waiting on the voucher it will not sign).
+      const forEveryStream = (f: ErrorFrame) => f.fatal || f.code === 'spend_cap_reached'
+      if (frame.t === 'error' ? (frame.id === undefined ? !forEveryStream(frame) : frame.id !== id) : 'id' in frame && frame.id !== id)
         return
       queue.push(frame)
       wake?.()
@@ -128,8 +137,10 @@ export class Session {
     this.#listeners.add(listener)
     meter.start(id, request.model, request.messages)
     const startSpent = this.spent
-    this.#send(Frames.request({ id, model: request.model, messages: request.messages, maxTokens: request.maxTokens }))
+    /** The server will send nothing more for this request (done, refused, or the connection ended). */
+    let ended = false
     try {
+      this.#send(Frames.request({ id, model: request.model, messages: request.messages, maxTokens: request.maxTokens }))
       while (true) {
         if (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve))
         wake = null
@@ -140,37 +151,43 @@ export class Session {
             const charge = BigInt(frame.charge)
             if (charge > this.spent) this.spent = charge
             this.#checkRequestCap(id, charge - startSpent)
-            this.#pay(charge)
+            this.#pay(charge - this.#disputed)
             yield { text: frame.text, count: frame.count, charge }
             break
           }
           case 'done': {
+            ended = true
             const charge = BigInt(frame.charge)
             if (!meter.finish(id, charge))
               throw new SessionError('overcharged', `request ${id} was charged ${charge}, more than was delivered`)
             this.spent = BigInt(frame.spent) > this.spent ? BigInt(frame.spent) : this.spent
-            this.#pay(this.spent)
+            this.#pay(this.spent - this.#disputed)
             return frame
           }
-          case 'error':
-            throw new SessionError(
-              frame.code === 'connection_lost' ? 'connection_lost' : 'server_error',
-              frame.message,
-              frame.code,
-            )
+          case 'error': {
+            // A refusal of this request (it never started) costs nothing; a fatal error ends the connection
+            // (the meter resets on close). The spend cap leaves the request waiting on the server: it is
+            // cancelled on the way out (#abandon).
+            if (frame.id === id) meter.finish(id, 0n)
+            if (frame.id === id || frame.fatal) ended = true
+            const code: SessionErrorCode =
+              frame.code === 'connection_lost' || frame.code === 'spend_cap_reached' ? frame.code : 'server_error'
+            throw new SessionError(code, frame.message, frame.code)
+          }
           default:
             break
         }
       }
     } finally {
       this.#listeners.delete(listener)
+      if (!ended) this.#abandon(id)
     }
   }
 
   /** Closes the channel on-chain through the server (it settles with the best voucher) and ends the session. */
   async close(): Promise<Closed> {
     await this.ensureConnected()
-    this.#pay(this.spent)
+    this.#pay(this.spent - this.#disputed)
     const closed = new Promise<Closed>((resolve, reject) => {
       const listener: Listener = (frame) => {
         if (frame.t === 'closed') resolve(frame)
@@ -193,10 +210,34 @@ export class Session {
 
   #checkRequestCap(id: number, requestCharge: bigint): void {
     const cap = this.parameters.caps?.maxPerRequest
-    if (cap !== undefined && requestCharge > cap) {
-      this.#send(Frames.cancel({ id }))
+    // Thrown out of the stream, which cancels the request (#abandon).
+    if (cap !== undefined && requestCharge > cap)
       throw new SessionError('spend_cap_reached', `request ${id} passed its cap of ${cap}`)
+  }
+
+  /**
+   * The caller left a stream before its done frame: cancel the request on the server, and keep metering
+   * what is still in flight for it until its done arrives, so the meter does not keep a request open
+   * forever and the tokens delivered after the cancel are paid like any other (within the meter's bound).
+   */
+  #abandon(id: number): void {
+    const meter = this.#meter
+    if (!meter || this.#socket?.readyState !== 1) return
+    const drain: Listener = (frame) => {
+      if (frame.t === 'tokens' && frame.id === id) {
+        meter.received(id, frame.count)
+        if (BigInt(frame.charge) > this.spent) this.spent = BigInt(frame.charge)
+      } else if (frame.t === 'done' && frame.id === id) {
+        this.#listeners.delete(drain)
+        meter.finish(id, BigInt(frame.charge))
+        if (BigInt(frame.spent) > this.spent) this.spent = BigInt(frame.spent)
+        this.#pay(this.spent - this.#disputed)
+      } else if (frame.t === 'error' && (frame.fatal || frame.id === id)) {
+        this.#listeners.delete(drain)
+      }
     }
+    this.#listeners.add(drain)
+    this.#send(Frames.cancel({ id }))
   }
 
   /** Signs and sends a voucher for `amount`, bounded by the meter and the caps. */
@@ -212,6 +253,9 @@ export class Session {
     const signature = this.parameters.key.signVoucher(this.deployment, { channelId: this.channelId, cumulativeAmount: target })
     this.signed = target
     this.#signature = signature
+    // Frames still queued when the socket dropped are paid for too: the voucher is kept and re-sent on
+    // reconnect (#welcome). Throwing here would lose the chunk it pays for from the caller's stream.
+    if (this.#socket?.readyState !== 1) return
     this.vouchersSent++
     this.#send(Frames.voucher({ channelId: hexToBytes(this.channelId), amount: target.toString(), signature }))
   }
@@ -281,7 +325,7 @@ export class Session {
       socket.addEventListener('close', () => {
         if (this.#socket === socket) {
           this.#socket = null
-          this.#meter?.reset(this.spent)
+          this.#meter?.reset(this.spent - this.#disputed)
           for (const listener of [...this.#listeners])
             listener(Frames.error({ code: 'connection_lost', message: 'the connection dropped', fatal: true }))
         }
@@ -306,8 +350,10 @@ export class Session {
     this.accepted = BigInt(welcome.accepted)
     const serverSpent = BigInt(welcome.spent)
     // Resume: the client agrees to the server's total only up to what it has itself seen or signed.
-    const known = this.spent > this.signed ? this.spent : this.signed
+    const seen = this.spent - this.#disputed
+    const known = seen > this.signed ? seen : this.signed
     const base = this.#meter ? (serverSpent <= known ? serverSpent : known) : serverSpent
+    this.#disputed = serverSpent - base
     this.spent = serverSpent
     if (this.#meter) this.#meter.reset(base)
     else this.#meter = new ClientMeter(prices, base)

@@ -6,13 +6,15 @@ import { createServer, type CreateServerOptions, type SluiceServer } from '../se
 import { createVoucherCheck } from '../server/createVoucherCheck.js'
 import { createReceiptSigner } from '../server/receipts.js'
 import type { TokenSource } from '../server/upstream/TokenSource.js'
+import { createMemoryCursor, type WatchtowerCursor } from '../settle/cursor.js'
 import { createSettler, type Settler, type SettlerPolicy } from '../settle/Settler.js'
+import { createWatchtower, type Watchtower, type WatchtowerPolicy } from '../settle/Watchtower.js'
 import type { ChannelStore } from '../store/ChannelStore.js'
 import { createVoucherVerifier, type VoucherVerifier, type VoucherVerifierOptions } from '../verify/VoucherVerifier.js'
 
 /*
  * A Sluice server node, wired from real parts: the EVM escrow adapter (reads channels, sends claims), the
- * voucher verifier pool, the settler, the ledger store and the WebSocket server. The CLI's `serve` and
+ * voucher verifier pool, the settler, the watchtower, the ledger store and the WebSocket server. The CLI's `serve` and
  * `demo`, and the end-to-end tests, all start the node through this one function.
  */
 
@@ -30,6 +32,13 @@ export type StartNodeOptions = {
   settlement?: SettlerPolicy
   /** Blocks to wait after a settlement transaction; 0 on an automining local chain. Default 1. */
   confirmations?: number
+  /**
+   * The watchtower: settles channels whose payer requests close and evicts their sessions (on by default).
+   * `confirmations` defaults to the node's; `cursor` to one in memory, so a restarted node re-reads the
+   * longest grace period of blocks (give a `createFileCursor(path)` to resume where it stopped).
+   * `false` turns it off: only when another process watches this payee's channels.
+   */
+  watchtower?: false | (WatchtowerPolicy & { cursor?: WatchtowerCursor })
   log?: Logger
   host?: string
   port?: number
@@ -39,9 +48,11 @@ export type SluiceNode = {
   server: SluiceServer
   escrow: EvmEscrow
   settler: Settler
+  /** Null when started with `watchtower: false`. */
+  watchtower: Watchtower | null
   verifier: VoucherVerifier
   store: ChannelStore
-  /** Graceful stop: close the server (streams end, metered spend persisted), then the verifier and store. */
+  /** Graceful stop: stop the watchtower, close the server (streams end, metered spend persisted), then the verifier and store. */
   close(): Promise<void>
 }
 
@@ -102,13 +113,37 @@ export async function startNode(options: StartNodeOptions): Promise<SluiceNode> 
     ...(options.port !== undefined ? { port: options.port } : {}),
   })
 
+  let watchtower: Watchtower | null = null
+  if (options.watchtower !== false) {
+    const { cursor = createMemoryCursor(), ...policy } = options.watchtower ?? {}
+    watchtower = createWatchtower({
+      escrow,
+      store: options.store,
+      settler,
+      cursor,
+      // The server stops serving the channel at once: tokens served after the request may go unpaid.
+      onCloseRequested: (channelId) => server.context.registry.evictChannel(channelId, 'channel_close_requested').then(() => {}),
+      policy: { confirmations: options.confirmations ?? 1, ...policy },
+      logger: log,
+    })
+    try {
+      await watchtower.start()
+    } catch (error) {
+      await server.close()
+      await verifier.close()
+      throw error
+    }
+  }
+
   return {
     server,
     escrow,
     settler,
+    watchtower,
     verifier,
     store: options.store,
     async close() {
+      await watchtower?.stop()
       await server.close()
       await verifier.close()
       await options.store.close()

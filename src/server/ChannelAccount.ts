@@ -63,12 +63,19 @@ export class ChannelAccount {
     this.#recompute()
   }
 
-  /** What `spent` would become if `usage` changed as `change` says (no state change). */
+  /**
+   * What `spent` would become if `usage` changed as `change` says (no state change). A request not yet
+   * opened counts as open, so its input can be checked against the deposit and the credit window before
+   * it is billed.
+   */
   spentIf(usage: RequestUsage, change: Partial<RequestUsage>): bigint {
     const saved = { ...usage }
+    const preview = !this.#active.has(usage)
+    if (preview) this.#active.add(usage)
     Object.assign(usage, change)
     const spent = this.#compute()
     Object.assign(usage, saved)
+    if (preview) this.#active.delete(usage)
     return spent
   }
 
@@ -82,6 +89,15 @@ export class ChannelAccount {
   finish(usage: RequestUsage): void {
     if (!this.#active.delete(usage)) return
     this.#finished = addUsage(this.#finished, usage)
+  }
+
+  /**
+   * What one request costs on its own, rounded up: the charge its `done` frame and receipt state. With
+   * requests running concurrently on a channel, the channel's `spent` moves for all of them, so a
+   * request's charge cannot be read off `spent`.
+   */
+  costOf(usage: RequestUsage): bigint {
+    return Meter.charge(addUsage(Meter.create(), usage))
   }
 
   /** Whether `spent` may grow to `nextSpent`: within the deposit and the credit window. */

@@ -44,6 +44,8 @@ export class Connection {
   readonly #challenge = randomBytes(32)
   readonly #handshakeTimer: NodeJS.Timeout
   #channel: (Admitted & { account: ChannelAccount }) | undefined
+  /** The channel this connection claimed in the registry (set before the session opens). */
+  #claimed: Hex | undefined
   readonly #requests = new Map<number, AbortController>()
   /** Frames that arrived while the hello was being checked (bounded). */
   #early: ClientFrame[] = []
@@ -95,9 +97,9 @@ export class Connection {
     clearTimeout(this.#handshakeTimer)
     for (const controller of this.#requests.values()) controller.abort(new Error('connection closed'))
     for (const wake of this.#drainWaiters.splice(0)) wake()
+    if (this.#claimed) this.context.registry.release(this.#claimed, this)
     const channel = this.#channel
     if (channel) {
-      this.context.registry.release(channel.channelId, this)
       this.#persisted = this.context.ledger.persistSpent(channel.channelId, channel.account.spent).catch((error) => {
         this.context.log.error({ err: error, channelId: channel.channelId }, 'failed to persist spent on close')
       })
@@ -109,9 +111,20 @@ export class Connection {
     return this.#persisted
   }
 
-  /** Called by the registry when a newer session for the channel replaces this one. */
+  /**
+   * Called by the registry when a newer session for the channel replaces this one. Resolves once this
+   * session's vouchers in flight are handled and what it metered is persisted, so the newer session reads
+   * the channel's full spend.
+   */
   async evict(reason: string): Promise<void> {
-    this.#fatal(reason, 'a newer session for this channel replaced this one', CloseCode.policy)
+    const vouchers = Promise.all(this.#vouchersInFlight)
+    const message =
+      reason === 'channel_close_requested'
+        ? 'the payer requested to close this channel on-chain'
+        : 'a newer session for this channel replaced this one'
+    this.#fatal(reason, message, CloseCode.policy)
+    await vouchers
+    await this.#persisted
   }
 
   /** Server shutdown: stop streams and say goodbye. */
@@ -160,6 +173,12 @@ export class Connection {
       if (this.#state !== 'handshaking') return
       if (!admitted.ok) return this.#fatal(admitted.reason, admitted.message ?? admitted.reason, CloseCode.policy)
       const { channelId, params, onChain } = admitted.value
+      // Claim first: the previous session for the channel is evicted and has persisted what it metered
+      // before the ledger is read. Read first, a live session's unpersisted spend would be missed and
+      // every replacement would start a fresh credit window of free tokens.
+      this.#claimed = channelId
+      await context.registry.claim(channelId, this)
+      if (this.#state !== 'handshaking') return
       const record = await context.store.update(channelId, (current) => {
         if (current?.status === 'finalized') return undefined
         const now = Date.now()
@@ -187,8 +206,6 @@ export class Connection {
         }
       })
       if (!record || record.status === 'finalized') return this.#fatal('channel_finalized', 'the channel is closed', 1008)
-      if (this.#state !== 'handshaking') return
-      await context.registry.claim(channelId, this)
       if (this.#state !== 'handshaking') return
       clearTimeout(this.#handshakeTimer)
       const account = new ChannelAccount(
@@ -367,6 +384,8 @@ export class Connection {
     if (this.#state === 'closed') return Promise.resolve()
     const bytes = encode(frame)
     this.#queuedBytes += bytes.length
+    const { metrics } = this.context
+    if (this.#queuedBytes > metrics.peakQueuedBytes) metrics.peakQueuedBytes = this.#queuedBytes
     this.transport.send(bytes, () => {
       this.#queuedBytes -= bytes.length
       if (this.#queuedBytes <= this.context.limits.sendHighWaterMark)

@@ -39,6 +39,8 @@ export type ServerMetrics = {
   vouchersVerified: number
   junkFrames: number
   backpressurePauses: number
+  /** Most bytes ever queued to one socket and not yet handed to the OS: stays near `limits.sendHighWaterMark`. */
+  peakQueuedBytes: number
 }
 
 /** Everything a connection depends on, built once by createServer. */

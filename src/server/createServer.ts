@@ -72,6 +72,7 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     vouchersVerified: 0,
     junkFrames: 0,
     backpressurePauses: 0,
+    peakQueuedBytes: 0,
   }
   const context: ServerContext = {
     offer,

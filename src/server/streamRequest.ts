@@ -40,7 +40,6 @@ export async function streamRequest(context: StreamContext, request: Request, si
   const price = context.prices[request.model]
   if (!price) throw new Error(`unknown model ${request.model}`)
   const generateRequest = { model: request.model, messages: request.messages, maxTokens: request.maxTokens }
-  const startSpent = account.spent
   const usage: RequestUsage = {
     inputTokens: BigInt(source.countInputTokens(generateRequest)),
     outputTokens: 0n,
@@ -68,7 +67,7 @@ export async function streamRequest(context: StreamContext, request: Request, si
       id: request.id,
       reason,
       usage: { inputTokens: Number(usage.inputTokens), outputTokens: Number(usage.outputTokens) },
-      charge: (account.spent - startSpent).toString(),
+      charge: account.costOf(usage).toString(),
       spent: account.spent.toString(),
       receipt: await context.receipts.sign({
         channelId: context.channelId,
@@ -76,7 +75,7 @@ export async function streamRequest(context: StreamContext, request: Request, si
         model: request.model,
         inputTokens: Number(usage.inputTokens),
         outputTokens: Number(usage.outputTokens),
-        charge: account.spent - startSpent,
+        charge: account.costOf(usage),
         spent: account.spent,
         reason,
       }),
@@ -85,18 +84,21 @@ export async function streamRequest(context: StreamContext, request: Request, si
     return done
   }
 
-  // Input tokens are billed before any output, and must be paid for (within the credit window) first.
+  // Input tokens are billed before any output, and must fit the deposit and be paid for (within the credit
+  // window) first. The request is opened, and its input billed, only then: `spent` never decreases, so a
+  // request refused or cancelled before it reached the upstream must not have raised it.
   const afterInput = account.spentIf(usage, {})
-  account.open(usage)
   if (!account.withinDeposit(afterInput)) {
     usage.inputTokens = 0n
     reason = 'deposit_exhausted'
     return finish()
   }
   if (!(await payFor(context, afterInput, signal))) {
+    usage.inputTokens = 0n
     reason = 'cancelled'
     return finish()
   }
+  account.open(usage)
 
   const upstream = new AbortController()
   const onAbort = () => upstream.abort(signal.reason)

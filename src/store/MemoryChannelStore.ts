@@ -1,31 +1,47 @@
 import type { Hex } from 'viem'
-import { assertTransition, type ChannelRecord, type ChannelStore, type ChannelUpdate } from './ChannelStore.js'
+import { type ChannelRecord, type ChannelStore, copyRecord, planBatch } from './ChannelStore.js'
+import { StoreError } from './StoreError.js'
 
 /**
  * A ChannelStore in process memory: for tests and for embedding where the caller persists elsewhere.
- * Not durable — a server that acknowledges vouchers needs a durable store.
+ * Not durable — a server that acknowledges vouchers needs a durable store (`createFileChannelStore`).
  *
  * @example
  * const store = createMemoryChannelStore()
  */
 export function createMemoryChannelStore(): ChannelStore {
   const records = new Map<Hex, ChannelRecord>()
+  let closed = false
+  const assertOpen = () => {
+    if (closed) throw new StoreError('store_closed', 'The memory channel store is closed.')
+  }
+
+  // Synchronous read-modify-write: nothing else runs in between, so every update and batch is atomic.
+  function apply(entries: Parameters<ChannelStore['updateMany']>[0]) {
+    assertOpen()
+    const { writes, results } = planBatch((id) => records.get(id), entries)
+    for (const [id, record] of writes) records.set(id, record)
+    return results
+  }
+
   return {
     async get(channelId) {
-      return records.get(channelId)
+      assertOpen()
+      const record = records.get(channelId)
+      return record && copyRecord(record)
     },
-    async update(channelId: Hex, update: ChannelUpdate) {
-      // Synchronous read-modify-write: nothing else runs in between, so the update is atomic.
-      const before = records.get(channelId)
-      const after = update(before)
-      if (!after) return before
-      assertTransition(before, after)
-      records.set(channelId, after)
-      return after
+    async update(channelId, update) {
+      return apply([{ channelId, update }])[0]
+    },
+    async updateMany(entries) {
+      return apply(entries)
     },
     async listActive() {
-      return [...records.values()].filter((r) => r.status !== 'finalized')
+      assertOpen()
+      return [...records.values()].filter((r) => r.status !== 'finalized').map(copyRecord)
     },
-    async close() {},
+    async close() {
+      closed = true
+    },
   }
 }

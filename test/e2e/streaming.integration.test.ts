@@ -42,3 +42,23 @@ describe('one client', () => {
     expect(text.length).toBeGreaterThan(0)
   })
 })
+
+describe('concurrent requests on one session', () => {
+  test('each done states its own cost; the channel total is their sum', async () => {
+    const client = await stack.newClient(10_000n)
+    const run = async () => {
+      const stream = client.session.stream({ model: MODEL, messages, maxTokens: 40 })
+      let result = await stream.next()
+      while (!result.done) result = await stream.next()
+      return result.value
+    }
+    const [a, b] = await Promise.all([run(), run()])
+    const expected = (d: typeof a) => BigInt(d.usage.inputTokens) + 2n * BigInt(d.usage.outputTokens)
+    expect(BigInt(a.charge)).toBe(expected(a))
+    expect(BigInt(b.charge)).toBe(expected(b))
+    expect(client.session.spent).toBe(BigInt(a.charge) + BigInt(b.charge))
+    const closed = await client.session.close()
+    expect(BigInt(closed.paid)).toBe(BigInt(a.charge) + BigInt(b.charge))
+  })
+})
+

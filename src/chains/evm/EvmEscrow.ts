@@ -1,4 +1,5 @@
 import {
+  BlockNotFoundError,
   decodeFunctionResult,
   encodeFunctionData,
   erc20Abi,
@@ -64,6 +65,23 @@ export type OpenResult = WriteResult & { channelId: Hex; approval: WriteResult |
 export type SettleManyResult = WriteResult & { settled: SettledEvent[] }
 export type FinalizeResult = WriteResult & { channelId: Hex; paidToPayee: bigint; refundedToPayer: bigint }
 export type WithdrawCreditResult = WriteResult & { amount: bigint }
+
+/**
+ * One `CloseRequested` log: the payer started the grace period. (transactionHash, logIndex) identifies the
+ * event; blockNumber and blockHash say which chain history it belongs to (a reorg can move or remove it).
+ */
+export type CloseRequestLog = {
+  channelId: Hex
+  /** Unix seconds from which the payer may `withdraw` (request time + grace period). */
+  withdrawableAt: bigint
+  blockNumber: bigint
+  blockHash: Hash
+  transactionHash: Hash
+  logIndex: number
+}
+
+/** A block's identity and time, for cursors and reorg checks. */
+export type BlockRef = { number: bigint; hash: Hash; timestamp: bigint }
 
 /** Where a transaction stands now: still in the canonical chain (with its status), or gone. */
 export type TransactionStatus = { status: 'success' | 'reverted'; blockNumber: bigint } | { status: 'missing' }
@@ -243,6 +261,47 @@ export function createEvmEscrow(clients: EvmEscrowClients, options: EvmEscrowOpt
       } catch (cause) {
         if (cause instanceof TransactionReceiptNotFoundError) return { status: 'missing' }
         throw new EscrowRpcError({ functionName: 'getTransactionReceipt', phase: 'read', transactionHash: hash, cause })
+      }
+    },
+
+    /**
+     * The escrow's `CloseRequested` logs in blocks [fromBlock, toBlock] (inclusive), oldest first. Keep the
+     * range within what the RPC provider allows for `eth_getLogs` (often 1 000 – 10 000 blocks).
+     */
+    async getCloseRequests(fromBlock: bigint, toBlock: bigint): Promise<CloseRequestLog[]> {
+      if (fromBlock > toBlock) return []
+      let logs
+      try {
+        logs = await publicClient.getContractEvents({ address, abi, eventName: 'CloseRequested', fromBlock, toBlock, strict: true })
+      } catch (cause) {
+        throw new EscrowRpcError({ functionName: 'getLogs', phase: 'read', cause })
+      }
+      const out: CloseRequestLog[] = []
+      for (const log of logs) {
+        // Pending logs have no position yet; a ranged query of mined blocks never returns them.
+        if (log.blockNumber === null || log.blockHash === null || log.transactionHash === null || log.logIndex === null) continue
+        if (!isAddressEqual(log.address, address)) continue
+        out.push({
+          channelId: log.args.channelId,
+          withdrawableAt: log.args.withdrawableAt,
+          blockNumber: log.blockNumber,
+          blockHash: log.blockHash,
+          transactionHash: log.transactionHash,
+          logIndex: log.logIndex,
+        })
+      }
+      return out.sort((a, b) => (a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1))
+    },
+
+    /** The block at `blockNumber` (or the latest), or null when the chain has no such block (yet, or after a reorg). */
+    async getBlock(blockNumber?: bigint): Promise<BlockRef | null> {
+      try {
+        const block = await publicClient.getBlock(blockNumber === undefined ? { blockTag: 'latest' } : { blockNumber })
+        if (block.hash === null || block.number === null) return null
+        return { number: block.number, hash: block.hash, timestamp: block.timestamp }
+      } catch (cause) {
+        if (cause instanceof BlockNotFoundError) return null
+        throw new EscrowRpcError({ functionName: 'getBlock', phase: 'read', cause })
       }
     },
 
