@@ -8,7 +8,12 @@ import * as Price from '../protocol/Price.js'
 import type { PriceSchedule } from '../protocol/PriceSchedule.js'
 import * as DemoSource from '../server/upstream/DemoSource.js'
 import * as OpenAiCompatibleSource from '../server/upstream/OpenAiCompatibleSource.js'
-import { createMemoryChannelStore } from '../store/MemoryChannelStore.js'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createFileCursor } from '../settle/cursor.js'
+import type { ChannelStore } from '../store/ChannelStore.js'
+import { createFileChannelStore } from '../store/FileChannelStore.js'
+import { createPostgresChannelStore } from '../store/PostgresChannelStore.js'
 
 /*
  * `sluice serve` and `sluice deploy` against a real EVM JSON-RPC endpoint. The private key comes from the
@@ -64,6 +69,8 @@ export async function runServe(args: string[]): Promise<void> {
       port: { type: 'string', default: '8402' },
       confirmations: { type: 'string', default: '1' },
       'claim-threshold': { type: 'string', default: '1000000' },
+      'data-dir': { type: 'string', default: '.sluice' },
+      'token-delay-ms': { type: 'string', default: '0' },
     },
   })
   if (!values.escrow || !values.asset) throw new Error('--escrow and --asset are required')
@@ -73,15 +80,16 @@ export async function runServe(args: string[]): Promise<void> {
   const upstreamKey = process.env.SLUICE_UPSTREAM_API_KEY
   const source = values.upstream
     ? OpenAiCompatibleSource.create({ baseUrl: values.upstream, ...(upstreamKey ? { apiKey: upstreamKey } : {}) })
-    : DemoSource.create()
+    : DemoSource.create({ tokenDelayMs: Number(values['token-delay-ms']), tokens: Number.POSITIVE_INFINITY })
   const node = await startNode({
     publicClient,
     walletClient,
     escrow: getAddress(values.escrow),
     offer: { asset: getAddress(values.asset), prices: parsePrices(values.price), minDeposit: BigInt(values['min-deposit']) },
-    store: createMemoryChannelStore(),
+    store: await openStore(values['data-dir']),
     source,
     confirmations: Number(values.confirmations),
+    watchtower: { cursor: createFileCursor(join(values['data-dir'], 'watchtower.cursor')) },
     settlement: { claimThreshold: BigInt(values['claim-threshold']) },
     log,
     host: values.host,
@@ -99,6 +107,17 @@ export async function runServe(args: string[]): Promise<void> {
   await node.server.close()
   await node.settler.settleDue()
   await node.close()
+}
+
+/**
+ * The ledger: PostgreSQL when SLUICE_DATABASE_URL is set (several nodes share channels), else the embedded
+ * file store in the data directory (one node, zero set-up).
+ */
+async function openStore(dataDir: string): Promise<ChannelStore> {
+  const databaseUrl = process.env.SLUICE_DATABASE_URL
+  if (databaseUrl) return createPostgresChannelStore({ connectionString: databaseUrl })
+  await mkdir(dataDir, { recursive: true })
+  return createFileChannelStore({ path: join(dataDir, 'ledger.jsonl') })
 }
 
 /** Parses `MODEL=INPUT/OUTPUT` price flags (base units per token, exact decimals). */
