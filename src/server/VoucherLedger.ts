@@ -1,11 +1,15 @@
 import type { Hex } from 'viem'
-import type { ChannelStore } from '../store/ChannelStore.js'
+import type { ChannelRecord, ChannelStore } from '../store/ChannelStore.js'
 
 /*
  * Persist before it counts: a verified voucher is acknowledged, and its credit used, only once the store
- * has made it durable. Writes are coalesced per channel: while one write is in flight, newer vouchers for
- * the channel wait, and the next write carries only the highest of them, so a client paying per token
- * costs one write per flush, not one per token.
+ * has made it durable. Group commit keeps this cheap: while one flush is in flight, vouchers for any number
+ * of channels wait; the next flush writes, for each channel, only its highest voucher, and writes all of
+ * them in one transaction (`updateMany`: one commit, one fsync). A client paying per token therefore costs
+ * a share of one commit per flush, not one write per token.
+ *
+ * If a flush fails, every voucher in it is refused (the caller must not acknowledge it) and nothing of it
+ * counts; the amounts made durable before stay.
  */
 
 export type VoucherLedger = {
@@ -16,80 +20,58 @@ export type VoucherLedger = {
   persist(channelId: Hex, amount: bigint, signature: Hex, spent: bigint): Promise<bigint>
   /** Records metered `spent` (monotonic) without a voucher, e.g. at the end of a request. */
   persistSpent(channelId: Hex, spent: bigint): Promise<void>
-  stats(): { writes: number; vouchers: number }
+  stats(): { flushes: number; vouchers: number }
 }
 
 type Pending = { amount: bigint; signature: Hex; spent: bigint }
-type Waiter = { amount: bigint; resolve: (durable: bigint) => void; reject: (error: unknown) => void }
-type ChannelQueue = { durable: bigint; pending: Pending | null; waiters: Waiter[]; flushing: boolean }
+type Waiter = { channelId: Hex; amount: bigint; resolve: (durable: bigint) => void; reject: (error: unknown) => void }
 
-/** Creates the per-channel write coalescer in front of `store`. */
+/** Creates the group-committing voucher ledger in front of `store`. */
 export function createVoucherLedger(store: ChannelStore): VoucherLedger {
-  const queues = new Map<Hex, ChannelQueue>()
-  let writes = 0
+  let pending = new Map<Hex, Pending>()
+  let waiters: Waiter[] = []
+  let flushing = false
+  let flushes = 0
   let vouchers = 0
 
-  async function flush(channelId: Hex, queue: ChannelQueue): Promise<void> {
-    queue.flushing = true
-    try {
-      while (queue.pending) {
-        const { amount, signature, spent } = queue.pending
-        queue.pending = null
-        writes++
-        const stored = await store.update(channelId, (current) => {
-          if (!current) throw new Error(`channel ${channelId} is not in the store`)
-          if (amount <= current.accepted && spent <= current.spent) return undefined
-          return {
-            ...current,
-            accepted: amount > current.accepted ? amount : current.accepted,
-            acceptedSignature: amount > current.accepted ? signature : current.acceptedSignature,
-            spent: spent > current.spent ? spent : current.spent,
-            updatedAt: Date.now(),
-          }
-        })
-        if (stored && stored.accepted > queue.durable) queue.durable = stored.accepted
-        const ready = queue.waiters.filter((w) => w.amount <= queue.durable)
-        queue.waiters = queue.waiters.filter((w) => w.amount > queue.durable)
-        for (const waiter of ready) waiter.resolve(queue.durable)
+  async function flush(): Promise<void> {
+    flushing = true
+    while (pending.size > 0) {
+      const batch = pending
+      const batchWaiters = waiters
+      pending = new Map()
+      waiters = []
+      flushes++
+      try {
+        const stored = await store.updateMany(
+          [...batch].map(([channelId, next]) => ({ channelId, update: (current) => advance(channelId, current, next) })),
+        )
+        const durable = new Map<Hex, bigint>()
+        for (const record of stored) if (record) durable.set(record.channelId, record.accepted)
+        for (const waiter of batchWaiters) {
+          const accepted = durable.get(waiter.channelId) ?? 0n
+          if (accepted >= waiter.amount) waiter.resolve(accepted)
+          else waiter.reject(new Error(`channel ${waiter.channelId}: voucher ${waiter.amount} was not recorded`))
+        }
+      } catch (error) {
+        for (const waiter of batchWaiters) waiter.reject(error)
       }
-    } catch (error) {
-      // Nothing pending may be acknowledged: fail every waiter, keep the last durable amount.
-      const failed = queue.waiters
-      queue.waiters = []
-      queue.pending = null
-      for (const waiter of failed) waiter.reject(error)
-    } finally {
-      queue.flushing = false
-      if (queue.waiters.length === 0 && !queue.pending) queues.delete(channelId)
     }
-  }
-
-  function enqueue(channelId: Hex, next: Pending): ChannelQueue {
-    let queue = queues.get(channelId)
-    if (!queue) {
-      queue = { durable: 0n, pending: null, waiters: [], flushing: false }
-      queues.set(channelId, queue)
-    }
-    const pending = queue.pending
-    queue.pending =
-      pending === null
-        ? next
-        : {
-            amount: next.amount > pending.amount ? next.amount : pending.amount,
-            signature: next.amount > pending.amount ? next.signature : pending.signature,
-            spent: next.spent > pending.spent ? next.spent : pending.spent,
-          }
-    if (!queue.flushing) void flush(channelId, queue)
-    return queue
+    flushing = false
   }
 
   return {
     persist(channelId, amount, signature, spent) {
       vouchers++
-      return new Promise((resolve, reject) => {
-        const queue = enqueue(channelId, { amount, signature, spent })
-        queue.waiters.push({ amount, resolve, reject })
+      const previous = pending.get(channelId)
+      pending.set(channelId, {
+        amount: previous && previous.amount >= amount ? previous.amount : amount,
+        signature: previous && previous.amount >= amount ? previous.signature : signature,
+        spent: previous && previous.spent > spent ? previous.spent : spent,
       })
+      const promise = new Promise<bigint>((resolve, reject) => waiters.push({ channelId, amount, resolve, reject }))
+      if (!flushing) void flush()
+      return promise
     },
     async persistSpent(channelId, spent) {
       await store.update(channelId, (current) => {
@@ -97,6 +79,21 @@ export function createVoucherLedger(store: ChannelStore): VoucherLedger {
         return { ...current, spent: spent > current.deposit ? current.deposit : spent, updatedAt: Date.now() }
       })
     },
-    stats: () => ({ writes, vouchers }),
+    stats: () => ({ flushes, vouchers }),
+  }
+}
+
+/** The record with a newer voucher and metered spend applied, or undefined when nothing rises. */
+function advance(channelId: Hex, current: ChannelRecord | undefined, next: Pending): ChannelRecord | undefined {
+  if (!current) throw new Error(`channel ${channelId} is not in the store`)
+  const raisesAccepted = next.amount > current.accepted
+  const spent = next.spent > current.deposit ? current.deposit : next.spent
+  if (!raisesAccepted && spent <= current.spent) return undefined
+  return {
+    ...current,
+    accepted: raisesAccepted ? next.amount : current.accepted,
+    acceptedSignature: raisesAccepted ? next.signature : current.acceptedSignature,
+    spent: spent > current.spent ? spent : current.spent,
+    updatedAt: Date.now(),
   }
 }
