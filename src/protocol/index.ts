@@ -12,6 +12,7 @@ export * as Frames from './Frames.js'
 export * as Hello from './Hello.js'
 export * as Meter from './Meter.js'
 export * as Price from './Price.js'
+export * as PriceSchedule from './PriceSchedule.js'
 export * as Voucher from './Voucher.js'
 
 export {
@@ -29,10 +30,12 @@ export {
   isCanonicalSignature,
   recoverAddress,
   recoverAddressNoble,
+  recoverPublicKey,
   recoveryBackend,
 } from './recoverAddress.js'
 export {
   ERC1271_MAGIC_VALUE,
+  isValidErc1271Signature,
   type VerifyWithChainOptions,
   type VerifyWithChainReason,
   verifyWithChain,
