@@ -14,6 +14,12 @@ import { createFileCursor } from '../settle/cursor.js'
 import type { ChannelStore } from '../store/ChannelStore.js'
 import { createFileChannelStore } from '../store/FileChannelStore.js'
 import { createPostgresChannelStore } from '../store/PostgresChannelStore.js'
+import { createPostgresLeader } from '../cluster/PostgresLeader.js'
+import { createPostgresLeases } from '../cluster/PostgresLeases.js'
+import { withSessionTimeouts } from '../cluster/sessionTimeouts.js'
+import type { StartNodeOptions } from '../node/startNode.js'
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 
 /*
  * `sluice serve` and `sluice deploy` against a real EVM JSON-RPC endpoint. The private key comes from the
@@ -54,6 +60,10 @@ export async function runDeploy(args: string[]): Promise<void> {
  * `sluice serve`: a server node in front of an OpenAI-compatible endpoint (or the demo source).
  * Prices are base units per token, as exact decimals: `--price llama3=0.5/2` bills 0.5 per input token
  * and 2 per output token.
+ *
+ * With SLUICE_DATABASE_URL, nodes share PostgreSQL (schema `--schema`, or SLUICE_DATABASE_SCHEMA, default
+ * `sluice`): the channel store, the session leases (`--lease-ttl-ms`, default 5 000) and the settlement
+ * leader election. `--node-id` names the node (default `<hostname>-<pid>-<random>`).
  */
 export async function runServe(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -71,9 +81,15 @@ export async function runServe(args: string[]): Promise<void> {
       'claim-threshold': { type: 'string', default: '1000000' },
       'data-dir': { type: 'string', default: '.sluice' },
       'token-delay-ms': { type: 'string', default: '0' },
+      'settle-interval-ms': { type: 'string', default: '30000' },
+      'node-id': { type: 'string' },
+      schema: { type: 'string' },
+      'lease-ttl-ms': { type: 'string', default: '5000' },
     },
   })
   if (!values.escrow || !values.asset) throw new Error('--escrow and --asset are required')
+  for (const flag of ['lease-ttl-ms', 'settle-interval-ms'] as const)
+    if (!/^[1-9]\d*$/.test(values[flag])) throw new Error(`--${flag} must be a positive integer of milliseconds`)
   if (!values.price?.length) throw new Error('give at least one --price MODEL=INPUT/OUTPUT (base units per token)')
   const { publicClient, walletClient } = await clientsFor(values.rpc)
   const log = createLogger()
@@ -86,38 +102,60 @@ export async function runServe(args: string[]): Promise<void> {
     walletClient,
     escrow: getAddress(values.escrow),
     offer: { asset: getAddress(values.asset), prices: parsePrices(values.price), minDeposit: BigInt(values['min-deposit']) },
-    store: await openStore(values['data-dir']),
+    ...(await openStore(values['data-dir'], {
+      nodeId: values['node-id'] ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+      schema: values.schema ?? process.env.SLUICE_DATABASE_SCHEMA ?? 'sluice',
+      leaseTtlMs: Number(values['lease-ttl-ms']),
+      log,
+    })),
     source,
     confirmations: Number(values.confirmations),
     watchtower: { cursor: createFileCursor(join(values['data-dir'], 'watchtower.cursor')) },
-    settlement: { claimThreshold: BigInt(values['claim-threshold']) },
+    settlement: { claimThreshold: BigInt(values['claim-threshold']), intervalMs: Number(values['settle-interval-ms']) },
     log,
     host: values.host,
     port: Number(values.port),
   })
-  log.info({ url: node.server.url, websocket: node.server.websocketUrl, source: source.name }, 'sluice serving')
-  const settleTimer = setInterval(() => void node.settler.settleDue(), 60_000)
+  log.info(
+    { url: node.server.url, websocket: node.server.websocketUrl, source: source.name, nodeId: node.nodeId, leading: node.leading },
+    'sluice serving',
+  )
   await new Promise<void>((resolve) => {
     const stop = () => resolve()
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
   })
-  clearInterval(settleTimer)
   log.info({}, 'shutting down: ending streams, settling what is due')
   await node.server.close()
-  await node.settler.settleDue()
+  // Only the settlement leader settles; a follower leaves it to the leader.
+  if (node.leading) await node.settler.settleDue()
   await node.close()
 }
 
 /**
- * The ledger: PostgreSQL when SLUICE_DATABASE_URL is set (several nodes share channels), else the embedded
- * file store in the data directory (one node, zero set-up).
+ * The ledger: PostgreSQL when SLUICE_DATABASE_URL is set (several nodes share channels, session leases and
+ * the settlement leader), else the embedded file store in the data directory (one node, zero set-up).
  */
-async function openStore(dataDir: string): Promise<ChannelStore> {
-  const databaseUrl = process.env.SLUICE_DATABASE_URL
-  if (databaseUrl) return createPostgresChannelStore({ connectionString: databaseUrl })
+async function openStore(
+  dataDir: string,
+  cluster: { nodeId: string; schema: string; leaseTtlMs: number; log: ReturnType<typeof createLogger> },
+): Promise<{ store: ChannelStore; cluster?: StartNodeOptions['cluster'] }> {
+  const configuredUrl = process.env.SLUICE_DATABASE_URL
+  if (configuredUrl) {
+    const { nodeId, schema, leaseTtlMs, log } = cluster
+    // A node stalled mid-transaction must not hold channel rows past its lease (src/cluster/sessionTimeouts.ts).
+    const databaseUrl = withSessionTimeouts(configuredUrl, { idleInTransactionMs: leaseTtlMs })
+    // The store first: the leases read its channels table (a channel closing is not renewed).
+    const store = await createPostgresChannelStore({ connectionString: databaseUrl, schema })
+    const leases = await createPostgresLeases({ connectionString: databaseUrl, schema }).catch(async (error) => {
+      await store.close()
+      throw error
+    })
+    const leader = createPostgresLeader({ connectionString: databaseUrl, schema, nodeId, log })
+    return { store, cluster: { nodeId, leases, leader, leaseTtlMs } }
+  }
   await mkdir(dataDir, { recursive: true })
-  return createFileChannelStore({ path: join(dataDir, 'ledger.jsonl') })
+  return { store: await createFileChannelStore({ path: join(dataDir, 'ledger.jsonl') }), cluster: { nodeId: cluster.nodeId } }
 }
 
 /** Parses `MODEL=INPUT/OUTPUT` price flags (base units per token, exact decimals). */

@@ -1,5 +1,10 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import { bytesToHex, type Account, type Address, type Chain, type PublicClient, type Transport, type WalletClient } from 'viem'
 import { createEvmEscrow, type EvmEscrow } from '../chains/evm/EvmEscrow.js'
+import { createMemoryLeader, type LeaderElection } from '../cluster/Leader.js'
+import { createMemoryLeases, type SessionLeases } from '../cluster/Leases.js'
+import { ParameterError } from '../errors/ProtocolError.js'
 import { createLogger, type Logger } from '../log.js'
 import { isValidErc1271Signature } from '../protocol/verifyVoucherOnChain.js'
 import { createServer, type CreateServerOptions, type SluiceServer } from '../server/createServer.js'
@@ -16,6 +21,12 @@ import { createVoucherVerifier, type VoucherVerifier, type VoucherVerifierOption
  * A Sluice server node, wired from real parts: the EVM escrow adapter (reads channels, sends claims), the
  * voucher verifier pool, the settler, the watchtower, the ledger store and the WebSocket server. The CLI's `serve` and
  * `demo`, and the end-to-end tests, all start the node through this one function.
+ *
+ * Settlement runs only while the node is the settlement leader (`cluster.leader`; alone, a node always is):
+ * the settleDue loop every `settlement.intervalMs` and the watchtower (a fresh one per term of leadership, so
+ * it re-reads the store's owed close requests). Closing a channel on a client's close frame happens on
+ * whichever node serves it: the Settler's close is idempotent (a channel already finalized is success), so
+ * it never settles a channel twice even while the leader settles the same channel. See src/cluster/README.md.
  */
 
 export type StartNodeOptions = {
@@ -29,7 +40,24 @@ export type StartNodeOptions = {
   source: TokenSource
   limits?: CreateServerOptions['limits']
   verifier?: VoucherVerifierOptions
-  settlement?: SettlerPolicy
+  /** The Settler's policy, and `intervalMs` between settleDue runs of the leader (default 30 000). */
+  settlement?: SettlerPolicy & { intervalMs?: number }
+  /**
+   * Several nodes sharing one store (see src/cluster/README.md). Defaults: in-memory leases and leader (a
+   * single node), a random node id.
+   */
+  cluster?: {
+    /** This node's id (lease holder, leader name). Default `<hostname>-<pid>-<random>`. */
+    nodeId?: string
+    /** Session leases shared by the nodes (createPostgresLeases). Closed by `close()`. */
+    leases?: SessionLeases
+    /** Settlement leader election (createPostgresLeader). Stopped by `close()`. */
+    leader?: LeaderElection
+    /** Session lease time to live. Default 5 000 ms. */
+    leaseTtlMs?: number
+    /** Longest a hello waits for another node to hand a channel over. Default leaseTtlMs + 1 000. */
+    leaseWaitMs?: number
+  }
   /** Blocks to wait after a settlement transaction; 0 on an automining local chain. Default 1. */
   confirmations?: number
   /**
@@ -48,11 +76,18 @@ export type SluiceNode = {
   server: SluiceServer
   escrow: EvmEscrow
   settler: Settler
-  /** Null when started with `watchtower: false`. */
-  watchtower: Watchtower | null
+  /** The running watchtower: null when started with `watchtower: false`, or while this node does not lead settlement. */
+  readonly watchtower: Watchtower | null
   verifier: VoucherVerifier
   store: ChannelStore
-  /** Graceful stop: stop the watchtower, close the server (streams end, metered spend persisted), then the verifier and store. */
+  /** This node's id in the cluster. */
+  nodeId: string
+  /** Whether this node leads settlement now. */
+  readonly leading: boolean
+  /**
+   * Graceful stop: give up settlement leadership (the loop and the watchtower stop), close the server (streams
+   * end, metered spend persisted, leases released), then the verifier, the leases and the store.
+   */
   close(): Promise<void>
 }
 
@@ -71,12 +106,18 @@ export async function startNode(options: StartNodeOptions): Promise<SluiceNode> 
     { publicClient, walletClient },
     { escrow: options.escrow, confirmations: options.confirmations ?? 1 },
   )
+  const { intervalMs: settleIntervalMs = 30_000, ...settlerPolicy } = options.settlement ?? {}
+  if (!Number.isSafeInteger(settleIntervalMs) || settleIntervalMs <= 0)
+    throw new ParameterError('settlement.intervalMs', 'a positive integer of ms', settleIntervalMs)
   const settler = createSettler({
     store: options.store,
     escrow,
     logger: log,
-    ...(options.settlement ? { policy: options.settlement } : {}),
+    ...(options.settlement ? { policy: settlerPolicy } : {}),
   })
+  const nodeId = options.cluster?.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  const leases = options.cluster?.leases ?? createMemoryLeases()
+  const leader = options.cluster?.leader ?? createMemoryLeader()
   const verifier = createVoucherVerifier(options.verifier)
   await verifier.ready()
   const deployment = { chainId, escrow: options.escrow }
@@ -108,44 +149,131 @@ export async function startNode(options: StartNodeOptions): Promise<SluiceNode> 
         }
       },
     },
+    cluster: {
+      leases,
+      nodeId,
+      ...(options.cluster?.leaseTtlMs !== undefined ? { leaseTtlMs: options.cluster.leaseTtlMs } : {}),
+      ...(options.cluster?.leaseWaitMs !== undefined ? { leaseWaitMs: options.cluster.leaseWaitMs } : {}),
+    },
     log,
     ...(options.host ? { host: options.host } : {}),
     ...(options.port !== undefined ? { port: options.port } : {}),
   })
 
+  // ---- settlement, while leading ----
+  const watchtowerOptions = options.watchtower === false ? null : (options.watchtower ?? {})
+  const { cursor = createMemoryCursor(), ...watchtowerPolicy } = watchtowerOptions ?? {}
   let watchtower: Watchtower | null = null
-  if (options.watchtower !== false) {
-    const { cursor = createMemoryCursor(), ...policy } = options.watchtower ?? {}
-    watchtower = createWatchtower({
-      escrow,
-      store: options.store,
-      settler,
-      cursor,
-      // The server stops serving the channel at once: tokens served after the request may go unpaid.
-      onCloseRequested: (channelId) => server.context.registry.evictChannel(channelId, 'channel_close_requested').then(() => {}),
-      policy: { confirmations: options.confirmations ?? 1, ...policy },
-      logger: log,
-    })
-    try {
-      await watchtower.start()
-    } catch (error) {
-      await server.close()
-      await verifier.close()
-      throw error
+  let settleTimer: NodeJS.Timeout | undefined
+  let settling: Promise<unknown> = Promise.resolve()
+  /** Incremented on every change of leadership: work of an older term stops. */
+  let term = 0
+  let starting = true
+  let startupError: unknown
+
+  function scheduleSettle(ofTerm: number): void {
+    if (term !== ofTerm) return
+    settleTimer = setTimeout(() => {
+      settleTimer = undefined
+      settling = settler
+        .settleDue()
+        .then((result) => {
+          if (result.claimed.length > 0 || result.failed.length > 0)
+            log.info(
+              { nodeId, claimed: result.claimed.length, failed: result.failed.length, transactions: result.transactions },
+              'settled due channels',
+            )
+        })
+        .catch((error) => log.error({ err: error }, 'settleDue failed'))
+        .finally(() => scheduleSettle(ofTerm))
+    }, settleIntervalMs)
+    settleTimer.unref()
+  }
+
+  /** Starts this term's watchtower; at startup a failure is thrown, later it is retried while the term lasts. */
+  async function startWatchtower(ofTerm: number): Promise<void> {
+    if (!watchtowerOptions) return
+    for (let attempt = 0; term === ofTerm && leader.leading; attempt++) {
+      const candidate = createWatchtower({
+        escrow,
+        store: options.store,
+        settler,
+        cursor,
+        // The server stops serving the channel at once: tokens served after the request may go unpaid. (Sessions
+        // on other nodes stop at their next lease renewal: the store now bars the channel.)
+        onCloseRequested: (channelId) => server.context.registry.evictChannel(channelId, 'channel_close_requested').then(() => {}),
+        policy: { confirmations: options.confirmations ?? 1, ...watchtowerPolicy },
+        logger: log,
+      })
+      try {
+        await candidate.start()
+        if (term !== ofTerm) return void (await candidate.stop())
+        watchtower = candidate
+        return
+      } catch (error) {
+        await candidate.stop().catch(() => {})
+        if (starting) throw error
+        log.error({ err: error, attempt }, 'the watchtower could not start; retrying while leading')
+        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 1_000 * 2 ** attempt)).unref())
+      }
     }
   }
+
+  async function onLeadership(leading: boolean): Promise<void> {
+    const ofTerm = ++term
+    if (leading && starting) {
+      try {
+        await startWatchtower(ofTerm)
+      } catch (error) {
+        startupError = error
+        throw error
+      }
+      scheduleSettle(ofTerm)
+      return
+    }
+    if (leading) {
+      // In the background: a losing of leadership must not wait behind the watchtower's retries.
+      scheduleSettle(ofTerm)
+      void startWatchtower(ofTerm).catch((error) => log.error({ err: error }, 'the watchtower could not start'))
+      return
+    }
+    if (settleTimer) clearTimeout(settleTimer)
+    settleTimer = undefined
+    await settling
+    const running = watchtower
+    watchtower = null
+    await running?.stop()
+  }
+
+  try {
+    await leader.start(onLeadership)
+    if (startupError) throw startupError
+  } catch (error) {
+    await leader.stop().catch(() => {})
+    await server.close()
+    await verifier.close()
+    throw error
+  }
+  starting = false
 
   return {
     server,
     escrow,
     settler,
-    watchtower,
+    get watchtower() {
+      return watchtower
+    },
     verifier,
     store: options.store,
+    nodeId,
+    get leading() {
+      return leader.leading
+    },
     async close() {
-      await watchtower?.stop()
+      await leader.stop()
       await server.close()
       await verifier.close()
+      await leases.close()
       await options.store.close()
     },
   }

@@ -40,6 +40,8 @@ describe('ReasonCode', () => {
       'ledger_unavailable',
       'close_failed',
       'internal_error',
+      'channel_leased_elsewhere',
+      'session_lease_expired',
     ])
     expect(new Set(reasonCodes).size).toBe(reasonCodes.length)
     for (const code of reasonCodes) expect(code).toMatch(/^[a-z0-9]+(_[a-z0-9]+)*$/)

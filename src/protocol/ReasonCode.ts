@@ -83,6 +83,13 @@ export const reasonCodes = [
   'close_failed',
   /** An unexpected server fault (logged on the server). */
   'internal_error',
+  /**
+   * Another server node holds the channel's live session and did not hand it over in time (several nodes share
+   * one store); reconnect later, or to the node that serves it.
+   */
+  'channel_leased_elsewhere',
+  /** This node could not renew the channel's session lease in time (its shared store is unreachable); reconnect to resume. */
+  'session_lease_expired',
 ] as const
 
 /**

@@ -26,6 +26,11 @@ import { streamRequest } from './streamRequest.js'
  * Frames are decoded and validated before anything else touches them; junk is answered with an error
  * frame and, past `junkFramesPerSecond`, the socket closes with 1008 (policy violation). Vouchers are
  * verified (worker pool), made durable (VoucherLedger), and only then acknowledged and credited.
+ *
+ * Several nodes (src/cluster): after admission the hello takes the channel's session lease (waiting for
+ * another node to hand it over, else 'channel_leased_elsewhere'), then claims the local registry. No token
+ * is metered unless the lease is still held (a local check before each credit extension, `LeasedAccount`);
+ * on close the lease is released only after what was metered is persisted, so the next node reads it all.
  */
 
 /** The part of a WebSocket the server uses; only createServer.ts knows it is `ws`. */
@@ -46,6 +51,8 @@ export class Connection {
   #channel: (Admitted & { account: ChannelAccount }) | undefined
   /** The channel this connection claimed in the registry (set before the session opens). */
   #claimed: Hex | undefined
+  /** The channel whose session lease this connection holds. */
+  #leased: Hex | undefined
   readonly #requests = new Map<number, AbortController>()
   /** Frames that arrived while the hello was being checked (bounded). */
   #early: ClientFrame[] = []
@@ -104,6 +111,13 @@ export class Connection {
         this.context.log.error({ err: error, channelId: channel.channelId }, 'failed to persist spent on close')
       })
     }
+    // Only once the spend is persisted: the node that takes the lease next reads it.
+    const leased = this.#leased
+    if (leased) {
+      this.#persisted = this.#persisted
+        .then(() => this.context.leases.release(leased, this))
+        .catch((error) => this.context.log.warn({ err: error, channelId: leased }, 'failed to release the session lease; it expires'))
+    }
   }
 
   /** Resolves once a closed connection has persisted what it metered. */
@@ -121,8 +135,10 @@ export class Connection {
     const message =
       reason === 'channel_close_requested'
         ? 'the payer requested to close this channel on-chain'
-        : 'a newer session for this channel replaced this one'
-    this.#fatal(reason, message, CloseCode.policy)
+        : reason === 'session_lease_expired'
+          ? 'this node could not renew the session lease of the channel; reconnect to resume'
+          : 'a newer session for this channel replaced this one'
+    this.#fatal(reason, message, reason === 'session_lease_expired' ? CloseCode.internal : CloseCode.policy)
     await vouchers
     await this.#persisted
   }
@@ -173,6 +189,15 @@ export class Connection {
       if (this.#state !== 'handshaking') return
       if (!admitted.ok) return this.#fatal(admitted.reason, admitted.message ?? admitted.reason, CloseCode.policy)
       const { channelId, params, onChain } = admitted.value
+      // One node at a time serves a channel: take its lease (another node holding it is asked to hand it over).
+      const leased = await context.leases.acquire(channelId, this, () => this.#state !== 'handshaking')
+      if (this.#state !== 'handshaking') {
+        if (leased) void context.leases.release(channelId, this).catch(() => {})
+        return
+      }
+      if (!leased)
+        return this.#fatal('channel_leased_elsewhere', 'another server node serves this channel and did not hand it over in time', CloseCode.policy)
+      this.#leased = channelId
       // Claim first: the previous session for the channel is evicted and has persisted what it metered
       // before the ledger is read. Read first, a live session's unpersisted spend would be missed and
       // every replacement would start a fresh credit window of free tokens.
@@ -208,9 +233,10 @@ export class Connection {
       if (!record || record.status === 'finalized') return this.#fatal('channel_finalized', 'the channel is closed', 1008)
       if (this.#state !== 'handshaking') return
       clearTimeout(this.#handshakeTimer)
-      const account = new ChannelAccount(
+      const account = new LeasedAccount(
         { deposit: record.deposit, accepted: record.accepted, spent: record.spent },
         context.offer.creditWindow,
+        () => this.#mayServe(channelId),
       )
       this.#channel = { ...admitted.value, account }
       this.#ackedTo = record.accepted
@@ -379,6 +405,23 @@ export class Connection {
     this.onClose()
   }
 
+  /**
+   * Whether this connection still holds the channel's session lease (a local check). Asked before every
+   * extension of credit, i.e. before each token is metered: once the lease is gone another node may serve
+   * the channel, so the session ends here, before the token is metered or sent.
+   */
+  #mayServe(channelId: Hex): boolean {
+    if (this.#state !== 'open') return false
+    const standing = this.context.leases.standing(channelId, this)
+    if (standing === 'held') return true
+    if (standing === 'expired')
+      this.#fatal('session_lease_expired', 'this node could not renew the session lease of the channel; reconnect to resume', CloseCode.internal)
+    else if (standing === 'closed')
+      this.#fatal('channel_close_requested', 'the payer requested to close this channel on-chain', CloseCode.policy)
+    else this.#fatal('session_replaced', 'a newer session for this channel replaced this one', CloseCode.policy)
+    return false
+  }
+
   /** Sends a frame; resolves once the socket's queued bytes are back under the high-water mark. */
   #send(frame: ServerFrame): Promise<void> {
     if (this.#state === 'closed') return Promise.resolve()
@@ -394,6 +437,31 @@ export class Connection {
     if (this.#queuedBytes <= this.context.limits.sendHighWaterMark) return Promise.resolve()
     this.context.metrics.backpressurePauses++
     return new Promise((resolve) => this.#drainWaiters.push(resolve))
+  }
+}
+
+/**
+ * A ChannelAccount that extends credit only while `mayServe()` (the connection is open and holds the
+ * channel's session lease). streamRequest meters a token only after `withinCredit` or `waitForCredit` said
+ * yes, so a session whose lease is gone stops before its next token, which is neither metered nor sent.
+ */
+class LeasedAccount extends ChannelAccount {
+  constructor(
+    state: ConstructorParameters<typeof ChannelAccount>[0],
+    creditWindow: bigint,
+    private readonly mayServe: () => boolean,
+  ) {
+    super(state, creditWindow)
+  }
+
+  override withinCredit(nextSpent: bigint): boolean {
+    return this.mayServe() && super.withinCredit(nextSpent)
+  }
+
+  /** Also asked when `withinCredit` said no: a voucher already covering `required` must not bypass the lease. */
+  override async waitForCredit(required: bigint, signal: AbortSignal): Promise<boolean> {
+    if (!this.mayServe()) return false
+    return (await super.waitForCredit(required, signal)) && this.mayServe()
   }
 }
 

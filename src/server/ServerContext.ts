@@ -1,4 +1,5 @@
 import type { Address, Hex } from 'viem'
+import type { LeaseKeeper } from '../cluster/LeaseKeeper.js'
 import type { Logger } from '../log.js'
 import type { ReasonCode, Result } from '../protocol/ReasonCode.js'
 import type { ChannelStore } from '../store/ChannelStore.js'
@@ -52,6 +53,8 @@ export type ServerContext = {
   store: ChannelStore
   ledger: VoucherLedger
   registry: SessionRegistry
+  /** The channel's session lease across nodes (src/cluster): taken in the handshake, held while serving. */
+  leases: LeaseKeeper
   source: TokenSource
   receipts: ReceiptSigner
   settler: ChannelCloser

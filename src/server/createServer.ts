@@ -1,6 +1,9 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
+import { createLeaseKeeper, type LeaseOwner } from '../cluster/LeaseKeeper.js'
+import { createMemoryLeases, type SessionLeases } from '../cluster/Leases.js'
+import { ParameterError } from '../errors/ProtocolError.js'
 import { createLogger, type Logger } from '../log.js'
 import type { ChannelStore } from '../store/ChannelStore.js'
 import type { ChannelReader } from './admitChannel.js'
@@ -30,6 +33,18 @@ export type CreateServerOptions = {
   source: TokenSource
   receipts: ReceiptSigner
   settler: ChannelCloser
+  /**
+   * Several nodes sharing one store (src/cluster): the session leases and this node's id. Default: in-memory
+   * leases (one node; the SessionRegistry alone decides).
+   */
+  cluster?: {
+    leases: SessionLeases
+    nodeId: string
+    /** Lease time to live. Default 5 000 ms. */
+    leaseTtlMs?: number
+    /** Longest a hello waits for another node to hand a channel over. Default leaseTtlMs + 1 000; below limits.handshakeTimeoutMs. */
+    leaseWaitMs?: number
+  }
   log?: Logger
   /** Default 127.0.0.1: exposing the server is a decision, not a default. */
   host?: string
@@ -74,6 +89,26 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     backpressurePauses: 0,
     peakQueuedBytes: 0,
   }
+  const registry = createSessionRegistry()
+  const cluster = options.cluster ?? { leases: createMemoryLeases(), nodeId: 'local' }
+  const leaseTtlMs = cluster.leaseTtlMs ?? 5_000
+  const leaseWaitMs = cluster.leaseWaitMs ?? leaseTtlMs + 1_000
+  if (cluster.leases.shared && leaseWaitMs >= limits.handshakeTimeoutMs)
+    throw new ParameterError('cluster.leaseWaitMs', `below limits.handshakeTimeoutMs (${limits.handshakeTimeoutMs})`, leaseWaitMs)
+  const asSession = (owner: LeaseOwner) => owner as Connection
+  const leases = createLeaseKeeper({
+    leases: cluster.leases,
+    nodeId: cluster.nodeId,
+    ttlMs: leaseTtlMs,
+    waitMs: leaseWaitMs,
+    async onLost(channelId, owner, why) {
+      // Closed in the store (the leader's watchtower recorded the payer's close request): bar it here too.
+      if (why === 'closed') await registry.evictChannel(channelId, 'channel_close_requested')
+      await asSession(owner).evict(why === 'closed' ? 'channel_close_requested' : 'session_replaced')
+    },
+    onExpired: (_channelId, owner) => asSession(owner).evict('session_lease_expired'),
+    log,
+  })
   const context: ServerContext = {
     offer,
     limits,
@@ -81,7 +116,8 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     verifier: options.verifier,
     store: options.store,
     ledger: createVoucherLedger(options.store),
-    registry: createSessionRegistry(),
+    registry,
+    leases,
     source: options.source,
     receipts: options.receipts,
     settler: options.settler,
@@ -176,6 +212,7 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     await httpClosed
     wss.close()
     await Promise.all(connections.map((connection) => connection.whenClosed()))
+    await leases.close()
   }
 }
 
