@@ -107,6 +107,13 @@ export async function createPostgresChannelStore(
         throw toStoreError(error, parameters.connectionString)
       })
       let broken = false
+      // A checked-out client emits 'error' (not a rejected query) when the server ends its connection
+      // between statements (pg_terminate_backend, failover, idle-in-transaction timeout); without a
+      // listener that crashes the process. Mark it broken so it is destroyed, not returned to the pool.
+      const onError = () => {
+        broken = true
+      }
+      client.on('error', onError)
       try {
         await client.query('BEGIN; SET LOCAL synchronous_commit TO on')
         const locked = await client.query(
@@ -149,6 +156,7 @@ export async function createPostgresChannelStore(
           ? toStoreError(error, parameters.connectionString)
           : error
       } finally {
+        client.off('error', onError)
         client.release(broken)
       }
     }
