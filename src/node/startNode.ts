@@ -40,8 +40,12 @@ export type StartNodeOptions = {
   source: TokenSource
   limits?: CreateServerOptions['limits']
   verifier?: VoucherVerifierOptions
-  /** The Settler's policy, and `intervalMs` between settleDue runs of the leader (default 30 000). */
-  settlement?: SettlerPolicy & { intervalMs?: number }
+  /**
+   * The Settler's policy; `intervalMs` between settleDue runs of the leader (default 30 000); and
+   * `idleCloseMs`: a channel with no activity (no voucher, no request) for this long is closed on-chain with
+   * its best voucher (default 6 hours; 0 keeps idle channels open).
+   */
+  settlement?: SettlerPolicy & { intervalMs?: number; idleCloseMs?: number }
   /**
    * Several nodes sharing one store (see src/cluster/README.md). Defaults: in-memory leases and leader (a
    * single node), a random node id.
@@ -106,7 +110,10 @@ export async function startNode(options: StartNodeOptions): Promise<SluiceNode> 
     { publicClient, walletClient },
     { escrow: options.escrow, confirmations: options.confirmations ?? 1 },
   )
-  const { intervalMs: settleIntervalMs = 30_000, ...settlerPolicy } = options.settlement ?? {}
+  const { intervalMs: settleIntervalMs = 30_000, idleCloseMs = 6 * 3_600_000, ...settlerPolicy } =
+    options.settlement ?? {}
+  if (!Number.isSafeInteger(idleCloseMs) || idleCloseMs < 0)
+    throw new ParameterError('settlement.idleCloseMs', 'a non-negative integer of ms', idleCloseMs)
   if (!Number.isSafeInteger(settleIntervalMs) || settleIntervalMs <= 0)
     throw new ParameterError('settlement.intervalMs', 'a positive integer of ms', settleIntervalMs)
   const settler = createSettler({
@@ -185,9 +192,27 @@ export async function startNode(options: StartNodeOptions): Promise<SluiceNode> 
             )
         })
         .catch((error) => log.error({ err: error }, 'settleDue failed'))
+        .then(() => closeIdleChannels())
         .finally(() => scheduleSettle(ofTerm))
     }, settleIntervalMs)
     settleTimer.unref()
+  }
+
+  /** Closes channels idle past `idleCloseMs` with their best voucher (the payee is paid, the payer refunded). */
+  async function closeIdleChannels(): Promise<void> {
+    if (idleCloseMs === 0) return
+    const cutoff = Date.now() - idleCloseMs
+    for (const record of await options.store.listActive()) {
+      if (record.status !== 'open' || record.updatedAt > cutoff) continue
+      try {
+        // A quiet but connected session ends first: it must not serve against a finalized channel.
+        await server.context.registry.evictChannel(record.channelId, 'channel_finalized')
+        await settler.closeChannel(record.channelId)
+        log.info({ channelId: record.channelId }, 'closed an idle channel')
+      } catch (error) {
+        log.warn({ err: error, channelId: record.channelId }, 'closing an idle channel failed; retrying next round')
+      }
+    }
   }
 
   /** Starts this term's watchtower; at startup a failure is thrown, later it is retried while the term lasts. */
