@@ -4,7 +4,7 @@
 //    at moderate load (20 streams of 50 tokens/s: 1,000 tokens/s offered, one voucher per token, real
 //    verifier pool and ledger; the clients share the server's event loop, so this is an upper bound);
 //  - memory per idle connection: heap and RSS growth for N authenticated idle sessions.
-// Writes bench/results/streaming.json. Run: npx tsx bench/streaming.ts
+// Writes bench/results/streaming.json. Run: npx tsx --expose-gc bench/streaming.ts (VERIFIER=inline to compare)
 import { writeFile } from 'node:fs/promises'
 import * as DemoSource from '../src/server/upstream/DemoSource.js'
 import type { TokenSource } from '../src/server/upstream/TokenSource.js'
@@ -32,7 +32,9 @@ function stampedSource(): TokenSource {
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 
-const stack = await startStack({ node: { source: stampedSource() } })
+const stack = await startStack({
+  node: { source: stampedSource(), ...(process.env.VERIFIER ? { verifier: { mode: process.env.VERIFIER as 'pool' | 'inline' } } : {}) },
+})
 
 // 1. Added latency per token under moderate load.
 const clients = []
