@@ -49,6 +49,8 @@ export type ConnectParameters = {
   caps?: SpendCaps
   /** Reconnect attempts per call after a drop. Default 5. */
   reconnectAttempts?: number
+  /** A connection that is not welcomed within this many ms is dropped and retried. Default 15 000. */
+  handshakeTimeoutMs?: number
   /** WebSocket constructor (default: the global one of Node 22 and browsers). */
   WebSocket?: typeof WebSocket
 }
@@ -297,6 +299,12 @@ export class Session {
     socket.binaryType = 'arraybuffer'
     return new Promise<void>((resolve, reject) => {
       let welcomed = false
+      // A server that accepts the socket but never welcomes must not hang the client: drop and retry.
+      const timer = setTimeout(() => {
+        if (welcomed) return
+        socket.close()
+        reject(new SessionError('connection_lost', 'no welcome from the server in time'))
+      }, this.parameters.handshakeTimeoutMs ?? 15_000)
       socket.addEventListener('message', (event) => {
         const decoded = decodeServerFrame(new Uint8Array(event.data as ArrayBuffer))
         if (!decoded.ok) return
@@ -310,6 +318,7 @@ export class Session {
             try {
               this.#welcome(socket, frame)
               welcomed = true
+              clearTimeout(timer)
               resolve()
             } catch (error) {
               socket.close(1000)
@@ -323,6 +332,7 @@ export class Session {
         this.#onFrame(frame)
       })
       socket.addEventListener('close', () => {
+        clearTimeout(timer)
         if (this.#socket === socket) {
           this.#socket = null
           this.#meter?.reset(this.spent - this.#disputed)
