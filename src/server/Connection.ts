@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { bytesToHex, type Hex } from 'viem'
+import { bytesToHex, hexToBytes, type Hex } from 'viem'
 import { decodeClientFrame, encode } from '../protocol/codec.js'
 import {
   PROTOCOL_VERSION,
@@ -244,7 +244,7 @@ export class Connection {
       await this.#send({
         t: 'welcome',
         v: PROTOCOL_VERSION,
-        channelId: hexToBytes32(channelId),
+        channelId: hexToBytes(channelId),
         deposit: record.deposit.toString(),
         settled: record.settled.toString(),
         accepted: record.accepted.toString(),
@@ -467,8 +467,4 @@ class LeasedAccount extends ChannelAccount {
 
 function errorFrame(code: string, message: string, fatal: boolean): ErrorFrame {
   return { t: 'error', v: PROTOCOL_VERSION, code, message, fatal }
-}
-
-function hexToBytes32(hex: Hex): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex.slice(2), 'hex'))
 }
