@@ -17,8 +17,9 @@ import { createMemoryChannelStore } from '../store/MemoryChannelStore.js'
 /*
  * The main job: everything in one process on an in-process Hardhat chain. Deploy the escrow and a test
  * USDC, start a server node, let N agents open channels and stream tokens paying one voucher per token,
- * settle all channels in batches, close them, and report what happened — and check that the payee's
- * on-chain balance equals what was billed, to the base unit.
+ * settle all channels in batches, close them, and report what happened — and check, to the base unit, that
+ * three independent books agree: what the server metered (billed), what the agents' own meters signed for,
+ * and what the payee holds on-chain.
  */
 
 export type DemoOptions = {
@@ -35,7 +36,10 @@ export type DemoOptions = {
 export type DemoReport = {
   agents: number
   tokensStreamed: number
+  /** What the server metered, summed over the channels (its running totals in the done frames). */
   billed: bigint
+  /** What the agents signed for, by their own meters. */
+  signed: bigint
   vouchers: { sent: number; received: number; verified: number; verifications: number; coalesced: number }
   payeeBalance: bigint
   refunded: bigint
@@ -43,7 +47,7 @@ export type DemoReport = {
   streamingSeconds: number
   tokensPerSecond: number
   vouchersPerSecond: number
-  perAgent: { agent: number; spent: bigint; refunded: bigint }[]
+  perAgent: { agent: number; billed: bigint; paid: bigint; refunded: bigint }[]
 }
 
 const DECIMALS = 6
@@ -119,6 +123,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     }),
   )
   const streamingSeconds = (performance.now() - started) / 1000
+  // A voucher counts once the server acknowledged it (durable): wait for the last one of each agent.
+  await waitFor(() => sessions.every(({ session }) => session.accepted === session.signed), 10_000, 'the last vouchers to be acknowledged')
 
   out('▶ settling every channel in batches (settleMany), then closing them')
   const settled = await node.settler.settleDue()
@@ -129,13 +135,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   for (const { agent, session } of sessions) {
     const closed = await node.settler.closeChannel(session.channelId)
     closeGas += await gasOf(chain, closed.transactionHash)
-    perAgent.push({ agent, spent: closed.paidToPayee, refunded: closed.refundedToPayer })
+    perAgent.push({ agent, billed: session.spent, paid: closed.paidToPayee, refunded: closed.refundedToPayer })
     session.disconnect()
   }
 
   const verifier = node.verifier.stats()
   const metrics = node.server.metrics
-  const billed = perAgent.reduce((sum, a) => sum + a.spent, 0n)
+  const billed = perAgent.reduce((sum, a) => sum + a.billed, 0n)
+  const signed = sessions.reduce((sum, { session }) => sum + session.signed, 0n)
   const refunded = perAgent.reduce((sum, a) => sum + a.refunded, 0n)
   const payeeBalance = (await chain.publicClient.readContract({
     address: usdc,
@@ -147,6 +154,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     agents,
     tokensStreamed: streamed,
     billed,
+    signed,
     vouchers: {
       sent: sessions.reduce((sum, s) => sum + s.session.vouchersSent, 0),
       received: metrics.vouchersReceived,
@@ -165,7 +173,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   printReport(out, report)
   await node.close()
   await chain.close()
-  if (payeeBalance !== billed) throw new Error(`payee balance ${payeeBalance} ≠ billed ${billed}`)
+  if (payeeBalance !== billed || signed !== billed)
+    throw new Error(`the books disagree: billed ${billed}, signed ${signed}, payee balance ${payeeBalance}`)
+  const unpaid = perAgent.find((a) => a.paid !== a.billed)
+  if (unpaid) throw new Error(`agent ${unpaid.agent}: billed ${unpaid.billed}, paid on-chain ${unpaid.paid}`)
   return report
 }
 
@@ -181,6 +192,14 @@ async function gasOf(chain: Awaited<ReturnType<typeof startLocalChain>>, hash: `
   return (await chain.publicClient.getTransactionReceipt({ hash })).gasUsed
 }
 
+async function waitFor(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (!done()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
 function progress(out: (line: string) => void, what: string, done: number, total: number, extra = ''): void {
   const step = Math.max(1, Math.floor(total / 10))
   if (done % step === 0 || done === total) out(`  ${what} ${done}/${total}${extra ? ` (${extra})` : ''}`)
@@ -192,7 +211,8 @@ function printReport(out: (line: string) => void, r: DemoReport): void {
   out('═══ Sluice demo report ═══')
   out(`agents                 ${r.agents}`)
   out(`tokens billed          ${r.tokensStreamed} output tokens (+ input)`)
-  out(`total billed           ${usdc(r.billed)}`)
+  out(`total billed           ${usdc(r.billed)} (server's meter)`)
+  out(`signed by agents       ${usdc(r.signed)} ${r.signed === r.billed ? '(= billed ✓)' : '(≠ billed ✗)'} (agents' own meters)`)
   out(`payee on-chain balance ${usdc(r.payeeBalance)} ${r.payeeBalance === r.billed ? '(= billed ✓)' : '(≠ billed ✗)'}`)
   out(`refunded to agents     ${usdc(r.refunded)}`)
   out(
@@ -205,8 +225,9 @@ function printReport(out: (line: string) => void, r: DemoReport): void {
   out(
     `throughput             ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.vouchersPerSecond.toFixed(0)} vouchers/s over ${r.streamingSeconds.toFixed(2)} s`,
   )
-  out('per agent (spent / refunded):')
-  for (const a of r.perAgent.slice(0, 10)) out(`  agent ${String(a.agent).padStart(3)}  ${usdc(a.spent)} / ${usdc(a.refunded)}`)
-  if (r.perAgent.length > 10) out(`  … ${r.perAgent.length - 10} more`)
+  out('per agent, spent (paid on-chain) / refunded, in USDC:')
+  const cell = (a: DemoReport['perAgent'][number]) =>
+    `#${String(a.agent).padEnd(4)} ${Amount.formatUnits(a.paid, DECIMALS).padEnd(9)}/ ${Amount.formatUnits(a.refunded, DECIMALS).padEnd(9)}`
+  for (let i = 0; i < r.perAgent.length; i += 4) out(`  ${r.perAgent.slice(i, i + 4).map(cell).join('  ')}`.trimEnd())
 }
 
