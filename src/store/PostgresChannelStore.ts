@@ -57,7 +57,7 @@ export async function createPostgresChannelStore(
   pool.on('error', () => {})
 
   try {
-    const client = await pool.connect()
+    const { client, rollback, release } = await checkout(pool, parameters.connectionString)
     try {
       await client.query('BEGIN')
       // Two nodes creating the schema at once would race in the catalog: serialize them.
@@ -82,10 +82,10 @@ export async function createPostgresChannelStore(
       )
       await client.query('COMMIT')
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => {})
+      await rollback()
       throw error
     } finally {
-      client.release()
+      release()
     }
   } catch (error) {
     await pool.end().catch(() => {})
@@ -103,17 +103,7 @@ export async function createPostgresChannelStore(
     assertOpen()
     const ids = [...new Set(entries.map((e) => e.channelId))].sort()
     for (let attempt = 1; ; attempt++) {
-      const client = await pool.connect().catch((error) => {
-        throw toStoreError(error, parameters.connectionString)
-      })
-      let broken = false
-      // A checked-out client emits 'error' (not a rejected query) when the server ends its connection
-      // between statements (pg_terminate_backend, failover, idle-in-transaction timeout); without a
-      // listener that crashes the process. Mark it broken so it is destroyed, not returned to the pool.
-      const onError = () => {
-        broken = true
-      }
-      client.on('error', onError)
+      const { client, rollback, release } = await checkout(pool, parameters.connectionString)
       try {
         await client.query('BEGIN; SET LOCAL synchronous_commit TO on')
         const locked = await client.query(
@@ -143,9 +133,7 @@ export async function createPostgresChannelStore(
         await client.query('COMMIT')
         return results
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true
-        })
+        await rollback()
         const code = (error as { code?: string }).code
         const retry = error instanceof InsertConflict || (code !== undefined && RETRYABLE.has(code))
         if (retry && attempt < MAX_ATTEMPTS) continue
@@ -156,8 +144,7 @@ export async function createPostgresChannelStore(
           ? toStoreError(error, parameters.connectionString)
           : error
       } finally {
-        client.off('error', onError)
-        client.release(broken)
+        release()
       }
     }
   }
@@ -249,11 +236,47 @@ function fromRow(row: Row): ChannelRecord {
   }
 }
 
+/**
+ * A client checked out of the pool for one transaction. A checked-out client emits 'error' (not a rejected
+ * query) when the server ends its connection between statements (pg_terminate_backend, a failover,
+ * idle_in_transaction_session_timeout), and an 'error' without a listener crashes the process: so it is
+ * listened for here, and `release` destroys a client that broke instead of returning it to the pool.
+ * The listener is attached in pool.connect's callback, in the same tick the pool removes its own: a
+ * promise would resume a microtask later, after the rest of the socket read that completed the connection,
+ * and a FATAL in that read (a termination right after the handshake) would find no listener.
+ * (Idle clients are the pool's: its own 'error' listener, set at creation, covers them.)
+ */
+function checkout(pool: pg.Pool, connectionString: string) {
+  return new Promise<{ client: pg.PoolClient; rollback(): Promise<void>; release(): void }>((resolve, reject) => {
+    pool.connect((error, client) => {
+      if (error || !client) return reject(toStoreError(error, connectionString))
+      let broken = false
+      const onError = () => {
+        broken = true
+      }
+      client.on('error', onError)
+      resolve({
+        client,
+        /** ROLLBACK after a failure; a client that cannot even do that is broken. */
+        async rollback() {
+          await client.query('ROLLBACK').catch(() => {
+            broken = true
+          })
+        },
+        release() {
+          client.off('error', onError)
+          client.release(broken)
+        },
+      })
+    })
+  })
+}
+
 function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: string } | null)?.code
   return (
     typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'].includes(code)
-  ) || (error instanceof Error && /Connection terminated|connection timeout/i.test(error.message))
+  ) || (error instanceof Error && /Connection terminated|connection timeout|not queryable/i.test(error.message))
 }
 
 function toStoreError(error: unknown, connectionString: string): StoreError {
