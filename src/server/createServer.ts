@@ -125,8 +125,12 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     log,
   }
 
-  const http = createHttpServer((request, response) => route(offer, request, response))
-  // Slow or half-sent upgrade requests are dropped after the handshake timeout (slowloris).
+  // Slow or half-sent upgrade requests are dropped after the handshake timeout (slowloris). Node enforces
+  // headersTimeout only when it checks its connections, every 30 s by default: check often enough.
+  const http = createHttpServer(
+    { connectionsCheckingInterval: Math.min(1_000, Math.ceil(limits.handshakeTimeoutMs / 4)) },
+    (request, response) => route(offer, request, response),
+  )
   http.headersTimeout = limits.handshakeTimeoutMs
   http.requestTimeout = limits.handshakeTimeoutMs
   const wss = new WebSocketServer({

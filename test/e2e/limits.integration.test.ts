@@ -1,0 +1,366 @@
+// Transport and per-channel limits, end to end (SECURITY.md rows 26–27, and the request limits of
+// ServerOptions.Limits): real sockets against a real server on an in-process chain. Every limit is made small
+// through the server's options so the file runs in seconds. While each attack runs, a paying bystander
+// streams request after request and its ledger stays exact to the base unit.
+import { randomBytes } from 'node:crypto'
+import { connect as connectTcp, type Socket } from 'node:net'
+import { hexToBytes } from 'viem'
+import WebSocket from 'ws'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import * as ChannelId from '../../src/protocol/ChannelId.js'
+import { decodeServerFrame, encode } from '../../src/protocol/codec.js'
+import * as Frames from '../../src/protocol/Frames.js'
+import * as Hello from '../../src/protocol/Hello.js'
+import { connectRaw, openRaw, until, type RawClient } from '../support/rawClient.js'
+import { recordingStore } from '../support/recordingStore.js'
+import { MODEL, startStack, type Stack, type TestClient } from '../support/stack.js'
+
+const PING_INTERVAL_MS = 400
+const HANDSHAKE_TIMEOUT_MS = 1_500
+const MAX_PAYLOAD = 16 * 1024
+const MAX_CONCURRENT_REQUESTS = 2
+const MAX_TOKENS_PER_REQUEST = 100
+/** Timer and scheduling slack allowed on top of a deadline. */
+const SLACK_MS = 400
+const BYSTANDER_TOKENS = 20
+
+let stack: Stack
+let store: ReturnType<typeof recordingStore>
+let bystander: TestClient
+let billed = 0n
+
+beforeAll(async () => {
+  store = recordingStore()
+  stack = await startStack({
+    node: {
+      store,
+      limits: {
+        pingIntervalMs: PING_INTERVAL_MS,
+        handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+        maxPayload: MAX_PAYLOAD,
+        maxConcurrentRequests: MAX_CONCURRENT_REQUESTS,
+        maxTokensPerRequest: MAX_TOKENS_PER_REQUEST,
+      },
+    },
+  })
+  bystander = await stack.newClient(10_000_000n)
+})
+afterAll(() => stack.close())
+
+/** Runs `attack` while the bystander streams request after request; then checks its ledger is exact. */
+async function whileBystanderStreams(attack: () => Promise<void>): Promise<void> {
+  let attacking = true
+  let requests = 0
+  const streaming = (async () => {
+    do {
+      const stream = bystander.session.stream({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'Keep talking.' }],
+        maxTokens: BYSTANDER_TOKENS,
+      })
+      let tokens = 0
+      let result = await stream.next()
+      while (!result.done) {
+        tokens += result.value.count
+        result = await stream.next()
+      }
+      const done = result.value
+      expect(done.reason).toBe('length')
+      expect(tokens).toBe(BYSTANDER_TOKENS)
+      billed += BigInt(done.charge)
+      expect(BigInt(done.spent)).toBe(billed)
+      requests++
+    } while (attacking)
+  })()
+  try {
+    await attack()
+  } finally {
+    attacking = false
+    await streaming
+  }
+  expect(requests).toBeGreaterThan(0)
+  await until(async () => {
+    const record = await store.get(bystander.channelId)
+    return record?.accepted === billed && record.spent === billed && bystander.session.accepted === billed
+  }, 5_000, "the bystander's ledger to equal what it was billed")
+}
+
+// ------------------------------------------------------------------ raw TCP peers
+
+type RawFrame = { opcode: number; payload: Buffer; at: number }
+type TcpPeer = {
+  socket: Socket
+  /** Everything received before the upgrade completed (or instead of it). */
+  http: () => string
+  /** WebSocket frames received after the 101, in order. */
+  frames: RawFrame[]
+  /** Resolves with the time the socket closed. */
+  closedAt: Promise<number>
+}
+
+/** A TCP connection to the server that writes only what the test tells it to and records what it receives. */
+function tcpPeer(): Promise<TcpPeer> {
+  const { hostname, port } = new URL(stack.node.server.url)
+  const socket = connectTcp(Number(port), hostname)
+  let head = Buffer.alloc(0)
+  let body = Buffer.alloc(0)
+  let upgraded = false
+  const frames: RawFrame[] = []
+  socket.on('data', (chunk: Buffer) => {
+    if (!upgraded) {
+      head = Buffer.concat([head, chunk])
+      const end = head.indexOf('\r\n\r\n')
+      if (end < 0 || !head.subarray(0, end).toString().startsWith('HTTP/1.1 101')) return
+      upgraded = true
+      body = head.subarray(end + 4)
+      head = head.subarray(0, end + 4)
+    } else body = Buffer.concat([body, chunk])
+    // Server frames are never masked; lengths up to 64 KiB are enough here.
+    for (;;) {
+      if (body.length < 2) return
+      let length = body[1]! & 0x7f
+      let offset = 2
+      if (length === 126) {
+        if (body.length < 4) return
+        length = body.readUInt16BE(2)
+        offset = 4
+      } else if (length === 127) throw new Error('unexpectedly large server frame')
+      if (body.length < offset + length) return
+      frames.push({ opcode: body[0]! & 0x0f, payload: body.subarray(offset, offset + length), at: Date.now() })
+      body = body.subarray(offset + length)
+    }
+  })
+  socket.on('error', () => {})
+  const closedAt = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())))
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve({ socket, http: () => head.toString(), frames, closedAt }))
+    socket.once('error', reject)
+  })
+}
+
+function upgradeRequest(): string {
+  const { host } = new URL(stack.node.server.url)
+  return [
+    'GET /v1/stream HTTP/1.1',
+    `Host: ${host}`,
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+    'Sec-WebSocket-Version: 13',
+    '',
+    '',
+  ].join('\r\n')
+}
+
+const PING = 0x9
+const CLOSE = 0x8
+const BINARY = 0x2
+
+describe('liveness (row 27)', () => {
+  test('a peer that completes the upgrade and then never answers a ping is terminated within 2× the ping interval', () =>
+    whileBystanderStreams(async () => {
+      const peer = await tcpPeer()
+      peer.socket.write(upgradeRequest())
+      await until(() => peer.frames.length > 0, 5_000, 'the upgrade and the challenge')
+      const upgradedAt = peer.frames[0]!.at
+      expect(peer.http()).toMatch(/^HTTP\/1\.1 101 /)
+      expect(peer.frames[0]!.opcode).toBe(BINARY) // the challenge
+      const closedAt = await peer.closedAt
+      // Terminated by the ping timer, not by the (longer) handshake timeout: it was pinged, and the socket
+      // was dropped without a close frame or an error frame.
+      expect(closedAt - upgradedAt).toBeLessThanOrEqual(2 * PING_INTERVAL_MS + SLACK_MS)
+      expect(closedAt - upgradedAt).toBeLessThan(HANDSHAKE_TIMEOUT_MS)
+      expect(peer.frames.filter((f) => f.opcode === PING).length).toBeGreaterThanOrEqual(1)
+      expect(peer.frames.filter((f) => f.opcode === CLOSE)).toEqual([])
+      expect(peer.frames.filter((f) => f.opcode === BINARY)).toHaveLength(1)
+    }))
+
+  test('an open session that answers pings stays up; once it stops answering it is terminated within 2× the ping interval', () =>
+    whileBystanderStreams(async () => {
+      const client = await stack.newClient(10_000n, { connect: false })
+      // autoPong is a ws runtime option (≥ 8.14) that @types/ws does not list yet.
+      const ws = new WebSocket(stack.offer.websocket, { perMessageDeflate: false, autoPong: false } as WebSocket.ClientOptions)
+      ws.on('error', () => {})
+      const closed = new Promise<{ code: number; at: number }>((resolve) =>
+        ws.on('close', (code) => resolve({ code, at: Date.now() })),
+      )
+      const received: string[] = []
+      const welcomed = new Promise<void>((resolve, reject) => {
+        ws.on('message', async (data: Buffer) => {
+          const decoded = decodeServerFrame(new Uint8Array(data))
+          if (!decoded.ok) return reject(new Error(decoded.reason))
+          const frame = decoded.value
+          received.push(frame.t === 'error' ? `error(${frame.code})` : frame.t)
+          if (frame.t === 'welcome') resolve()
+          if (frame.t !== 'challenge') return
+          const deployment = { chainId: stack.offer.chainId, escrow: stack.offer.escrow }
+          const channelId = ChannelId.compute(deployment, client.params)
+          const proof = await Hello.sign(client.key.account, deployment, { channelId, challenge: frame.nonce })
+          ws.send(encode(Frames.hello({ chain: stack.offer.chain, channel: client.params, proof: hexToBytes(proof) })))
+        })
+      })
+      await welcomed
+      const sessions = stack.node.server.context.registry.size()
+      // Answer three pings by hand (more than 2× the interval of life), then fall silent.
+      let answered = 0
+      let silentSince = 0
+      ws.on('ping', (data) => {
+        if (answered >= 3) return
+        ws.pong(data)
+        answered++
+        if (answered === 3) silentSince = Date.now()
+      })
+      const { code, at } = await closed
+      expect(answered).toBe(3)
+      expect(at - silentSince).toBeLessThanOrEqual(2 * PING_INTERVAL_MS + SLACK_MS)
+      expect(at - silentSince).toBeGreaterThanOrEqual(PING_INTERVAL_MS)
+      // Terminated (no close frame: 1006), not closed with a reason.
+      expect(code).toBe(1006)
+      expect(received).toEqual(['challenge', 'welcome'])
+      // The terminated session freed its channel.
+      await until(() => stack.node.server.context.registry.size() === sessions - 1, 2_000, 'the session to be released')
+    }))
+
+  test('a session that answers pings (ws does by default) survives many ping intervals and still streams', () =>
+    whileBystanderStreams(async () => {
+      const client = await stack.newClient(10_000n, { connect: false })
+      const { raw } = await openRaw(stack.offer, client, client.key)
+      await new Promise((resolve) => setTimeout(resolve, 3 * PING_INTERVAL_MS))
+      expect(raw.closeInfo).toBeUndefined()
+      raw.request(1, 5)
+      expect((await raw.waitFor('done')).usage.outputTokens).toBe(5)
+      raw.close()
+    }))
+
+  test('an upgraded WebSocket that never sends a hello is closed with handshake_timeout (1008), even though it answers every ping', () =>
+    whileBystanderStreams(async () => {
+      const raw = await connectRaw(stack.offer) // ws answers every ping
+      const started = Date.now()
+      const error = await raw.waitFor('error', { where: (e) => e.fatal, timeoutMs: HANDSHAKE_TIMEOUT_MS + 2_000 })
+      expect(error.code).toBe('handshake_timeout')
+      expect((await raw.closed()).code).toBe(1008)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(HANDSHAKE_TIMEOUT_MS - 100)
+      expect(Date.now() - started).toBeLessThanOrEqual(HANDSHAKE_TIMEOUT_MS + SLACK_MS)
+    }))
+
+  test('a slow upgrade (TCP connected, request headers dribbled, never completed) is dropped within the handshake timeout', () =>
+    whileBystanderStreams(async () => {
+      const peer = await tcpPeer()
+      const started = Date.now()
+      peer.socket.write('GET /v1/stream HTTP/1.1\r\nHost: x\r\nX-Slow: ')
+      // One byte every 100 ms: the socket is never idle, but the headers never end.
+      const dribble = setInterval(() => peer.socket.writable && peer.socket.write('a'), 100)
+      try {
+        const closedAt = await Promise.race([
+          peer.closedAt,
+          new Promise<number>((_, reject) => setTimeout(() => reject(new Error('the slow upgrade was not dropped in 8 s')), 8_000)),
+        ])
+        // Node's headersTimeout is checked every connectionsCheckingInterval: allow one check of lateness.
+        expect(closedAt - started).toBeGreaterThanOrEqual(HANDSHAKE_TIMEOUT_MS - 100)
+        expect(closedAt - started).toBeLessThanOrEqual(HANDSHAKE_TIMEOUT_MS + 1_000 + SLACK_MS)
+        expect(peer.http()).toMatch(/^HTTP\/1\.1 408 /)
+        expect(peer.frames).toEqual([])
+      } finally {
+        clearInterval(dribble)
+        peer.socket.destroy()
+      }
+    }))
+})
+
+describe('fragmented frames (row 26)', () => {
+  test('many small fragments adding up past maxPayload close with 1009; the server keeps serving others', () =>
+    whileBystanderStreams(async () => {
+      const raw = await connectRaw(stack.offer)
+      const fragment = new Uint8Array(512)
+      const fragments = (4 * MAX_PAYLOAD) / fragment.length // 128 fragments of 512 B: 64 KiB in all
+      raw.ws.send(fragment, { binary: true, fin: false })
+      for (let i = 1; i < fragments; i++) raw.ws.send(fragment, { fin: i === fragments - 1 })
+      expect((await raw.closed()).code).toBe(1009)
+      expect(raw.all('error')).toEqual([]) // refused by the transport, never decoded
+
+      // Still serving: health, and a fresh client opens a session and streams.
+      expect((await fetch(`${stack.node.server.url}/healthz`)).status).toBe(200)
+      const fresh = await stack.newClient(10_000n, { connect: false })
+      const { raw: next } = await openRaw(stack.offer, fresh, fresh.key)
+      next.request(1, 5)
+      expect((await next.waitFor('done')).usage.outputTokens).toBe(5)
+      next.close()
+    }))
+
+  test('a valid hello and request sent as many small fragments are reassembled and served', () =>
+    whileBystanderStreams(async () => {
+      const client = await stack.newClient(10_000n, { connect: false })
+      const raw = await connectRaw(stack.offer)
+      const deployment = { chainId: stack.offer.chainId, escrow: stack.offer.escrow }
+      const proof = await Hello.sign(client.key.account, deployment, { channelId: client.channelId, challenge: raw.challenge })
+      const sendFragmented = (bytes: Uint8Array, size: number) => {
+        const pieces: Uint8Array[] = []
+        for (let at = 0; at < bytes.length; at += size) pieces.push(bytes.subarray(at, at + size))
+        expect(pieces.length).toBeGreaterThan(3)
+        pieces.forEach((piece, i) => raw.ws.send(piece, { binary: true, fin: i === pieces.length - 1 }))
+      }
+      sendFragmented(encode(Frames.hello({ chain: stack.offer.chain, channel: client.params, proof: hexToBytes(proof) })), 16)
+      const welcome = await raw.waitFor('welcome')
+      expect(welcome.channelId).toEqual(hexToBytes(client.channelId))
+      sendFragmented(
+        encode(Frames.request({ id: 1, model: MODEL, messages: [{ role: 'user', content: 'In pieces.' }], maxTokens: 5 })),
+        8,
+      )
+      expect((await raw.waitFor('done')).usage.outputTokens).toBe(5)
+      expect(raw.all('error')).toEqual([])
+      raw.close()
+    }))
+})
+
+describe('per-channel request limits', () => {
+  /** An open raw session on a fresh channel with room for several paid requests. */
+  async function session(): Promise<{ client: TestClient; raw: RawClient }> {
+    const client = await stack.newClient(100_000n, { connect: false })
+    const { raw } = await openRaw(stack.offer, client, client.key)
+    return { client, raw }
+  }
+
+  test('a request beyond maxConcurrentRequests gets too_many_requests (not fatal); the others finish, and the slot frees', () =>
+    whileBystanderStreams(async () => {
+      const { client, raw } = await session()
+      // Both stall on the credit window (no voucher yet), so they stay in flight.
+      raw.request(1, MAX_TOKENS_PER_REQUEST)
+      raw.request(2, MAX_TOKENS_PER_REQUEST)
+      await raw.waitFor('need-voucher')
+      raw.request(3, 5)
+      const refused = await raw.waitFor('error', { where: (e) => e.id === 3 })
+      expect(refused).toMatchObject({ code: 'too_many_requests', fatal: false, id: 3 })
+      // A reused id of a streaming request is refused for its own reason.
+      raw.request(1, 5)
+      expect(await raw.waitFor('error', { where: (e) => e.code !== 'too_many_requests' })).toMatchObject({
+        code: 'request_id_in_use',
+        fatal: false,
+        id: 1,
+      })
+      raw.pay(client.key, 100_000n)
+      const done1 = await raw.waitFor('done', { where: (d) => d.id === 1 })
+      const done2 = await raw.waitFor('done', { where: (d) => d.id === 2 })
+      expect([done1.usage.outputTokens, done2.usage.outputTokens]).toEqual([MAX_TOKENS_PER_REQUEST, MAX_TOKENS_PER_REQUEST])
+      expect(raw.all('tokens').filter((t) => t.id === 3)).toEqual([])
+      // With the two finished, a third is served.
+      raw.request(3, 5)
+      expect((await raw.waitFor('done', { where: (d) => d.id === 3 })).usage.outputTokens).toBe(5)
+      expect(raw.closeInfo).toBeUndefined()
+      raw.close()
+    }))
+
+  test('maxTokens above maxTokensPerRequest gets max_tokens_too_large (not fatal, nothing served); the limit itself is served', () =>
+    whileBystanderStreams(async () => {
+      const { client, raw } = await session()
+      raw.request(1, MAX_TOKENS_PER_REQUEST + 1)
+      expect(await raw.waitFor('error')).toMatchObject({ code: 'max_tokens_too_large', fatal: false, id: 1 })
+      expect(raw.all('tokens')).toEqual([])
+      raw.pay(client.key, 100_000n)
+      raw.request(2, MAX_TOKENS_PER_REQUEST)
+      const done = await raw.waitFor('done', { where: (d) => d.id === 2 })
+      expect(done.usage.outputTokens).toBe(MAX_TOKENS_PER_REQUEST)
+      expect(raw.all('done').map((d) => d.id)).toEqual([2])
+      expect(raw.closeInfo).toBeUndefined()
+      raw.close()
+    }))
+})
