@@ -112,21 +112,57 @@ describe('USDC channel', () => {
 })
 
 describe('ETH channel', () => {
-  test('open, topUp, settle, close', async () => {
-    const channel = await openChannel(fx, { payer, payee: payee.address, token: zeroAddress, signer: session }, 10n ** 18n)
-    await mined(fx.chain, fx.escrowAs(payer).write.topUp([channel.params, 10n ** 17n], { value: 10n ** 17n }))
-    await mined(fx.chain, fx.escrowAs(payee).write.settle([channel.params, 10n ** 16n, await signVoucher(fx, channel, 10n ** 16n)]))
+  test('open, topUp, settle, settle again, close pays the payee and refunds the payer', async () => {
+    const ETH = 10n ** 18n
+    const gasOf = (receipt: { gasUsed: bigint; effectiveGasPrice: bigint }) => receipt.gasUsed * receipt.effectiveGasPrice
+    const ethOf = (address: `0x${string}`) => balanceOf(fx.chain, zeroAddress, address)
+    const channel = channelParams(fx, { payer, payee: payee.address, token: zeroAddress, signer: session })
 
-    const payerBefore = await balanceOf(fx.chain, zeroAddress, payer.address)
-    const payeeBefore = await balanceOf(fx.chain, zeroAddress, payee.address)
+    let payerBefore = await ethOf(payer.address)
+    const opened = await mined(fx.chain, fx.escrowAs(payer).write.open([channel.params, ETH], { value: ETH }))
+    expect(await fx.escrow.read.getChannel([channel.id])).toEqual({ deposit: ETH, settled: 0n, closeRequestedAt: 0, status: 1 })
+    expect(await ethOf(payer.address)).toBe(payerBefore - ETH - gasOf(opened))
+    expect(await ethOf(fx.escrowAddress)).toBe(ETH)
+
+    payerBefore = await ethOf(payer.address)
+    const toppedUp = await mined(fx.chain, fx.escrowAs(payer).write.topUp([channel.params, ETH / 10n], { value: ETH / 10n }))
+    expect(await fx.escrow.read.getChannel([channel.id])).toEqual({ deposit: 11n * ETH / 10n, settled: 0n, closeRequestedAt: 0, status: 1 })
+    expect(await ethOf(payer.address)).toBe(payerBefore - ETH / 10n - gasOf(toppedUp))
+    expect(await ethOf(fx.escrowAddress)).toBe(11n * ETH / 10n)
+
+    // Anyone may submit a voucher; settling moves no ETH, it only locks the payee's share in the escrow.
+    const relayer = await fx.chain.newAccount()
+    const payeeBefore = await ethOf(payee.address)
+    const relayerBefore = await ethOf(relayer.address)
+    const first = await mined(
+      fx.chain,
+      fx.escrowAs(relayer).write.settle([channel.params, ETH / 100n, await signVoucher(fx, channel, ETH / 100n)]),
+    )
+    expect(await fx.escrow.read.getChannel([channel.id])).toEqual({ deposit: 11n * ETH / 10n, settled: ETH / 100n, closeRequestedAt: 0, status: 1 })
+    expect(await ethOf(relayer.address)).toBe(relayerBefore - gasOf(first))
+    expect(await ethOf(payee.address)).toBe(payeeBefore)
+    expect(await ethOf(fx.escrowAddress)).toBe(11n * ETH / 10n)
+
+    const second = await mined(
+      fx.chain,
+      fx.escrowAs(payee).write.settle([channel.params, 3n * ETH / 10n, await signVoucher(fx, channel, 3n * ETH / 10n)]),
+    )
+    expect(await fx.escrow.read.getChannel([channel.id])).toEqual({ deposit: 11n * ETH / 10n, settled: 3n * ETH / 10n, closeRequestedAt: 0, status: 1 })
+    expect(await ethOf(payee.address)).toBe(payeeBefore - gasOf(second))
+    expect(await ethOf(fx.escrowAddress)).toBe(11n * ETH / 10n)
+
+    payerBefore = await ethOf(payer.address)
+    const payeeBeforeClose = await ethOf(payee.address)
     const receipt = await mined(
       fx.chain,
-      fx.escrowAs(payee).write.close([channel.params, 4n * 10n ** 17n, await signVoucher(fx, channel, 4n * 10n ** 17n)]),
+      fx.escrowAs(payee).write.close([channel.params, 4n * ETH / 10n, await signVoucher(fx, channel, 4n * ETH / 10n)]),
     )
-    const gasCost = receipt.gasUsed * receipt.effectiveGasPrice
-    expect(await balanceOf(fx.chain, zeroAddress, payee.address)).toBe(payeeBefore + 4n * 10n ** 17n - gasCost)
-    expect(await balanceOf(fx.chain, zeroAddress, payer.address)).toBe(payerBefore + 7n * 10n ** 17n)
-    expect(await balanceOf(fx.chain, zeroAddress, fx.escrowAddress)).toBe(0n)
+    const [finalized] = parseEventLogs({ abi: SluiceEscrow.abi, logs: receipt.logs, eventName: 'ChannelFinalized' })
+    expect(finalized?.args).toEqual({ channelId: channel.id, paidToPayee: 4n * ETH / 10n, refundedToPayer: 7n * ETH / 10n })
+    expect(await ethOf(payee.address)).toBe(payeeBeforeClose + 4n * ETH / 10n - gasOf(receipt))
+    expect(await ethOf(payer.address)).toBe(payerBefore + 7n * ETH / 10n)
+    expect(await ethOf(fx.escrowAddress)).toBe(0n)
+    expect(await fx.escrow.read.getChannel([channel.id])).toEqual({ deposit: 11n * ETH / 10n, settled: 4n * ETH / 10n, closeRequestedAt: 0, status: 2 })
   })
 
   test('requestClose and withdraw', async () => {

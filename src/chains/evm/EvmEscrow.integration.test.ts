@@ -240,6 +240,136 @@ describe('confirmations and reorgs', () => {
   })
 })
 
+describe('top-up races (SECURITY row 22)', () => {
+  /** What a top-up can move: the payer's and the escrow's USDC, and the channel's state. */
+  async function ledgerOf(channelId: `0x${string}`) {
+    return {
+      payer: await balanceOf(fx.chain, fx.usdcAddress, payer.address),
+      escrow: await balanceOf(fx.chain, fx.usdcAddress, fx.escrowAddress),
+      payee: await balanceOf(fx.chain, fx.usdcAddress, payee.address),
+      channel: await fx.escrow.read.getChannel([channelId]),
+    }
+  }
+
+  test('a top-up mined, reorged away and retried raises the deposit exactly once', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    await mined(fx.chain, fx.usdcAs(payer).write.mint([payer.address, 500n]))
+    const asPayer = escrowAs(payer)
+    const beforeTopUp = await fx.chain.snapshot()
+
+    const first = await asPayer.topUp(channel.params, 500n)
+    expect(first.approval).not.toBeNull() // the open used up the allowance
+    expect(await asPayer.transactionStatus(first.transactionHash)).toEqual({ status: 'success', blockNumber: first.blockNumber })
+    expect(await ledgerOf(channel.id)).toEqual({
+      payer: 0n,
+      escrow: 1_500n,
+      payee: 0n,
+      channel: { deposit: 1_500n, settled: 0n, closeRequestedAt: 0, status: 1 },
+    })
+
+    // The blocks holding the approval and the top-up are reorged away, and the transactions with them.
+    await fx.chain.revert(beforeTopUp)
+    expect(await asPayer.transactionStatus(first.transactionHash)).toEqual({ status: 'missing' })
+    expect(await ledgerOf(channel.id)).toEqual({
+      payer: 500n,
+      escrow: 1_000n,
+      payee: 0n,
+      channel: { deposit: 1_000n, settled: 0n, closeRequestedAt: 0, status: 1 },
+    })
+
+    // Having read the chain (missing, deposit back at 1_000), the payer retries once.
+    const retried = await asPayer.topUp(channel.params, 500n)
+    expect(retried.approval).not.toBeNull() // the approval was reorged away too
+    expect(await asPayer.transactionStatus(retried.transactionHash)).toEqual({ status: 'success', blockNumber: retried.blockNumber })
+    // Later blocks bring nothing back: the reorged transaction is not replayed on top of the retry.
+    await fx.chain.rpc('evm_mine')
+    await fx.chain.rpc('evm_mine')
+    expect(await ledgerOf(channel.id)).toEqual({
+      payer: 0n,
+      escrow: 1_500n,
+      payee: 0n,
+      channel: { deposit: 1_500n, settled: 0n, closeRequestedAt: 0, status: 1 },
+    })
+  })
+
+  test('with confirmations: 2, a top-up reorged away unconfirmed is never reported done; its retry is, once confirmed', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    await mined(fx.chain, fx.usdcAs(payer).write.mint([payer.address, 500n]))
+    await mined(fx.chain, fx.usdcAs(payer).write.approve([fx.escrowAddress, 500n])) // one transaction per top-up
+    const asPayer = escrowAs(payer, { confirmations: 2, receiptTimeoutMs: 2_000 })
+    const topUp = () => {
+      const call = { settled: false, promise: asPayer.topUp(channel.params, 500n) }
+      call.promise.then(
+        () => (call.settled = true),
+        () => (call.settled = true),
+      )
+      return call
+    }
+    const deposited = async () => (await fx.escrow.read.getChannel([channel.id])).deposit === 1_500n
+    const beforeTopUp = await fx.chain.snapshot()
+
+    // Mined, one confirmation of two, then reorged away; the chain then grows past the depth it waited for.
+    const reorged = topUp()
+    await waitFor(deposited)
+    await fx.chain.rpc('evm_mine')
+    await new Promise((r) => setTimeout(r, 200))
+    expect(reorged.settled).toBe(false)
+    await fx.chain.revert(beforeTopUp)
+    for (let i = 0; i < 3; i++) await fx.chain.rpc('evm_mine')
+    // Not success: an unknown outcome, with the hash to look up before acting again.
+    const error = await caught(reorged.promise)
+    expect(error).toBeInstanceOf(EscrowRpcError)
+    const { transactionHash } = error as EscrowRpcError
+    expect(error).toMatchObject({ code: 'escrow_rpc_failed', phase: 'confirm', transactionHash: expect.stringMatching(/^0x[0-9a-f]{64}$/) })
+    expect(await asPayer.transactionStatus(transactionHash!)).toEqual({ status: 'missing' })
+    expect(await ledgerOf(channel.id)).toEqual({
+      payer: 500n,
+      escrow: 1_000n,
+      payee: 0n,
+      channel: { deposit: 1_000n, settled: 0n, closeRequestedAt: 0, status: 1 },
+    })
+
+    // The retry: mined, still not done one block later, done once the second block follows.
+    const retry = topUp()
+    await waitFor(deposited)
+    const minedAt = await fx.chain.publicClient.getBlockNumber({ cacheTime: 0 })
+    await fx.chain.rpc('evm_mine')
+    await new Promise((r) => setTimeout(r, 200))
+    expect(retry.settled).toBe(false)
+    await fx.chain.rpc('evm_mine')
+    const done = await retry.promise
+    expect(done).toMatchObject({ blockNumber: minedAt, approval: null })
+    expect(await fx.chain.publicClient.getBlockNumber({ cacheTime: 0 })).toBe(minedAt + 2n)
+    expect(await ledgerOf(channel.id)).toEqual({
+      payer: 0n,
+      escrow: 1_500n,
+      payee: 0n,
+      channel: { deposit: 1_500n, settled: 0n, closeRequestedAt: 0, status: 1 },
+    })
+  })
+
+  test('a top-up retried twice after the channel is finalized reverts both times and moves no tokens', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    await escrowAs(payee).close(channel.params, { cumulativeAmount: 400n, signature: await signVoucher(fx, channel, 400n) })
+    await mined(fx.chain, fx.usdcAs(payer).write.mint([payer.address, 500n]))
+    const finalized = {
+      payer: 600n + 500n,
+      escrow: 0n,
+      payee: 400n,
+      channel: { deposit: 1_000n, settled: 400n, closeRequestedAt: 0, status: 2 },
+    }
+    expect(await ledgerOf(channel.id)).toEqual(finalized)
+    const asPayer = escrowAs(payer)
+    // (The first attempt still sends its approval: the adapter approves before it simulates the top-up.)
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const error = await caught(asPayer.topUp(channel.params, 500n))
+      expect(error).toBeInstanceOf(EscrowRevertedError)
+      expect(error).toMatchObject({ errorName: 'Escrow_ChannelFinalized', errorArgs: [channel.id], phase: 'simulate' })
+      expect(await ledgerOf(channel.id)).toEqual(finalized)
+    }
+  })
+})
+
 async function waitFor(condition: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 100; i++) {
     if (await condition()) return
