@@ -17,6 +17,7 @@ import * as Price from '../../src/protocol/Price.js'
 import * as Frames from '../../src/protocol/Frames.js'
 import * as Hello from '../../src/protocol/Hello.js'
 import * as DemoSource from '../../src/server/upstream/DemoSource.js'
+import { createBystander, type Bystander } from '../support/bystander.js'
 import { channelParams, fundUsdc, openChannel, type TestChannel } from '../support/channels.js'
 import { escrowFixture, type EscrowFixture } from '../support/escrowFixture.js'
 import { connectRaw, until, type RawClient } from '../support/rawClient.js'
@@ -34,7 +35,7 @@ let node: SluiceNode
 let offer: ClientOffer
 let store: ReturnType<typeof recordingStore>
 let bystander: { channelId: `0x${string}`; session: Session }
-let billed = 0n
+let streamer: Bystander
 
 beforeAll(async () => {
   fx = await escrowFixture()
@@ -68,48 +69,14 @@ beforeAll(async () => {
     { offer, deposit: 1_000_000n, signer: key.address, confirmations: 0 },
   )
   bystander = { channelId, session: await connect({ offer, params, key }) }
+  streamer = createBystander({ session: bystander.session, channelId: bystander.channelId, store, model: MODEL, tokens: BYSTANDER_TOKENS })
 })
 afterAll(async () => {
   await node?.close()
   await fx?.chain.close()
 })
 
-/** Runs `attack` while the bystander streams request after request; then checks its ledger is exact. */
-async function whileBystanderStreams(attack: () => Promise<void>): Promise<void> {
-  let attacking = true
-  let requests = 0
-  const streaming = (async () => {
-    do {
-      const stream = bystander.session.stream({
-        model: MODEL,
-        messages: [{ role: 'user', content: 'Keep talking.' }],
-        maxTokens: BYSTANDER_TOKENS,
-      })
-      let tokens = 0
-      let result = await stream.next()
-      while (!result.done) {
-        tokens += result.value.count
-        result = await stream.next()
-      }
-      expect(result.value.reason).toBe('length')
-      expect(tokens).toBe(BYSTANDER_TOKENS)
-      billed += BigInt(result.value.charge)
-      expect(BigInt(result.value.spent)).toBe(billed)
-      requests++
-    } while (attacking)
-  })()
-  try {
-    await attack()
-  } finally {
-    attacking = false
-    await streaming
-  }
-  expect(requests).toBeGreaterThan(0)
-  await until(async () => {
-    const record = await store.get(bystander.channelId)
-    return record?.accepted === billed && record.spent === billed && bystander.session.accepted === billed
-  }, 5_000, "the bystander's ledger to equal what it was billed")
-}
+const whileBystanderStreams = (attack: () => Promise<void>) => streamer.whileStreaming(attack)
 
 /** Terms of a channel that meets the server's offer unless overridden. */
 async function terms(overrides: { token?: Address; gracePeriod?: number } = {}) {

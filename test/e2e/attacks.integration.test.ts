@@ -8,6 +8,7 @@ import { createSessionKey } from '../../src/client/SessionKey.js'
 import { encode } from '../../src/protocol/codec.js'
 import type { Frame } from '../../src/protocol/Frame.js'
 import * as Frames from '../../src/protocol/Frames.js'
+import { createBystander, type Bystander } from '../support/bystander.js'
 import { openChannel } from '../support/channels.js'
 import { connectRaw, openRaw, until, type RawClient } from '../support/rawClient.js'
 import { recordingStore } from '../support/recordingStore.js'
@@ -20,55 +21,24 @@ const BYSTANDER_TOKENS = 20
 let stack: Stack
 let store: ReturnType<typeof recordingStore>
 let bystander: TestClient
-/** Everything the bystander has been billed, summed from its done frames. */
-let billed = 0n
+let streamer: Bystander
 
 beforeAll(async () => {
   store = recordingStore()
   stack = await startStack({ node: { store, limits: { handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS } } })
   bystander = await stack.newClient(1_000_000n)
+  streamer = createBystander({
+    session: bystander.session,
+    channelId: bystander.channelId,
+    store,
+    model: MODEL,
+    tokens: BYSTANDER_TOKENS,
+    expectedCharge: (done) => BigInt(done.usage.inputTokens) + 2n * BigInt(BYSTANDER_TOKENS),
+  })
 })
 afterAll(() => stack.close())
 
-/** Runs `attack` while the bystander streams request after request; then checks its ledger is exact. */
-async function whileBystanderStreams(attack: () => Promise<void>): Promise<void> {
-  let attacking = true
-  let requests = 0
-  const streaming = (async () => {
-    do {
-      const stream = bystander.session.stream({
-        model: MODEL,
-        messages: [{ role: 'user', content: 'Keep talking.' }],
-        maxTokens: BYSTANDER_TOKENS,
-      })
-      let tokens = 0
-      let result = await stream.next()
-      while (!result.done) {
-        tokens += result.value.count
-        result = await stream.next()
-      }
-      const done = result.value
-      expect(done.reason).toBe('length')
-      expect(tokens).toBe(BYSTANDER_TOKENS)
-      expect(BigInt(done.charge)).toBe(BigInt(done.usage.inputTokens) + 2n * BigInt(BYSTANDER_TOKENS))
-      billed += BigInt(done.charge)
-      expect(BigInt(done.spent)).toBe(billed)
-      requests++
-    } while (attacking)
-  })()
-  try {
-    await attack()
-  } finally {
-    attacking = false
-    await streaming
-  }
-  expect(requests).toBeGreaterThan(0)
-  await until(async () => {
-    const record = await store.get(bystander.channelId)
-    return record?.accepted === billed && record.spent === billed && bystander.session.accepted === billed
-  }, 5_000, "the bystander's ledger to equal what it was billed")
-  expect(store.advances(bystander.channelId).every((amount) => amount <= billed)).toBe(true)
-}
+const whileBystanderStreams = (attack: () => Promise<void>) => streamer.whileStreaming(attack)
 
 /** A fresh channel with an authenticated raw session. */
 async function attacker(deposit = 10_000n): Promise<{ client: TestClient; raw: RawClient }> {

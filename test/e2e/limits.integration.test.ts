@@ -11,6 +11,7 @@ import * as ChannelId from '../../src/protocol/ChannelId.js'
 import { decodeServerFrame, encode } from '../../src/protocol/codec.js'
 import * as Frames from '../../src/protocol/Frames.js'
 import * as Hello from '../../src/protocol/Hello.js'
+import { createBystander, type Bystander } from '../support/bystander.js'
 import { connectRaw, openRaw, until, type RawClient } from '../support/rawClient.js'
 import { recordingStore } from '../support/recordingStore.js'
 import { MODEL, startStack, type Stack, type TestClient } from '../support/stack.js'
@@ -27,7 +28,7 @@ const BYSTANDER_TOKENS = 20
 let stack: Stack
 let store: ReturnType<typeof recordingStore>
 let bystander: TestClient
-let billed = 0n
+let streamer: Bystander
 
 beforeAll(async () => {
   store = recordingStore()
@@ -44,46 +45,11 @@ beforeAll(async () => {
     },
   })
   bystander = await stack.newClient(10_000_000n)
+  streamer = createBystander({ session: bystander.session, channelId: bystander.channelId, store, model: MODEL, tokens: BYSTANDER_TOKENS })
 })
 afterAll(() => stack.close())
 
-/** Runs `attack` while the bystander streams request after request; then checks its ledger is exact. */
-async function whileBystanderStreams(attack: () => Promise<void>): Promise<void> {
-  let attacking = true
-  let requests = 0
-  const streaming = (async () => {
-    do {
-      const stream = bystander.session.stream({
-        model: MODEL,
-        messages: [{ role: 'user', content: 'Keep talking.' }],
-        maxTokens: BYSTANDER_TOKENS,
-      })
-      let tokens = 0
-      let result = await stream.next()
-      while (!result.done) {
-        tokens += result.value.count
-        result = await stream.next()
-      }
-      const done = result.value
-      expect(done.reason).toBe('length')
-      expect(tokens).toBe(BYSTANDER_TOKENS)
-      billed += BigInt(done.charge)
-      expect(BigInt(done.spent)).toBe(billed)
-      requests++
-    } while (attacking)
-  })()
-  try {
-    await attack()
-  } finally {
-    attacking = false
-    await streaming
-  }
-  expect(requests).toBeGreaterThan(0)
-  await until(async () => {
-    const record = await store.get(bystander.channelId)
-    return record?.accepted === billed && record.spent === billed && bystander.session.accepted === billed
-  }, 5_000, "the bystander's ledger to equal what it was billed")
-}
+const whileBystanderStreams = (attack: () => Promise<void>) => streamer.whileStreaming(attack)
 
 // ------------------------------------------------------------------ raw TCP peers
 
