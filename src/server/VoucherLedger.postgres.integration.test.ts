@@ -1,6 +1,6 @@
 import pg from 'pg'
 import type { Hex } from 'viem'
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { connectionString, openTestDatabase, type TestDatabase } from '../cluster/testing/database.js'
 import type { ChannelStore } from '../store/ChannelStore.js'
 import { createPostgresChannelStore } from '../store/PostgresChannelStore.js'
@@ -29,16 +29,11 @@ afterAll(async () => {
 })
 
 const signature = `0x${'1b'.repeat(65)}` as const
-const run = Math.random().toString(36).slice(2, 8)
-let subjects = 0
-
 /** A store on a fresh schema whose sessions are named uniquely (to find and terminate exactly them), seeded with `n` channels. */
 async function subject(n: number) {
   const schema = db.newSchema()
-  const applicationName = `sluice_ledger_${run}_${subjects++}`
-  const url = new URL(connectionString)
-  url.searchParams.set('application_name', applicationName)
-  const store = await createPostgresChannelStore({ connectionString: url.toString(), schema, maxConnections: 4 })
+  const { applicationName, connectionString: named } = db.namedConnection()
+  const store = await createPostgresChannelStore({ connectionString: named, schema, maxConnections: 4 })
   stores.push(store)
   const ids = Array.from({ length: n }, randomChannelId)
   await store.updateMany(
@@ -60,27 +55,6 @@ async function subject(n: number) {
       return BigInt(rows[0].a)
     },
   }
-}
-
-async function terminate(applicationName: string): Promise<number> {
-  const { rows } = await db.admin.query(
-    'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1',
-    [applicationName],
-  )
-  return rows.filter((r) => r.ok).length
-}
-
-async function untilBlocked(applicationName: string): Promise<void> {
-  await vi.waitFor(
-    async () => {
-      const { rows } = await db.admin.query(
-        `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND wait_event_type = 'Lock'`,
-        [applicationName],
-      )
-      expect(rows.length).toBeGreaterThan(0)
-    },
-    { timeout: 5_000, interval: 10 },
-  )
 }
 
 async function locker(): Promise<pg.Client> {
@@ -138,17 +112,17 @@ describe('VoucherLedger over PostgreSQL when the database fails', () => {
     await holder.query('BEGIN')
     await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`)
     const first = watch(ledger.persist(ids[0]!, 50n, signature, 50n))
-    await untilBlocked(applicationName)
+    await db.untilBlocked(applicationName)
     // Arriving during the blocked flush: they wait for the next one (group commit).
     const queued = [watch(ledger.persist(ids[0]!, 60n, signature, 60n)), watch(ledger.persist(ids[1]!, 7n, signature, 7n))]
     await sleep(200)
     expect([first, ...queued].map((p) => p.state.settled)).toEqual([false, false, false])
 
     // The server ends the blocked session: that flush rejects; the next one starts and waits on the lock.
-    expect(await terminate(applicationName)).toBeGreaterThanOrEqual(1)
+    expect(await db.terminate(applicationName)).toBeGreaterThanOrEqual(1)
     await first.done
     expect(first.state.error).toBeInstanceOf(StoreError)
-    await untilBlocked(applicationName)
+    await db.untilBlocked(applicationName)
     await sleep(100)
     expect(queued.map((p) => p.state.settled)).toEqual([false, false])
     const { rows } = await holder.query(`SELECT channel_id, accepted::text AS a FROM ${table} ORDER BY channel_id`)
@@ -196,7 +170,7 @@ describe('VoucherLedger over PostgreSQL when the database fails', () => {
     try {
       while ((rejected < 20 || resolved < 20) && Date.now() < deadline) {
         await sleep(5 + Math.random() * 25)
-        kills += await terminate(applicationName)
+        kills += await db.terminate(applicationName)
       }
     } finally {
       stop = true

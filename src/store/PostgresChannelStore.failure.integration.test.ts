@@ -30,52 +30,18 @@ afterAll(async () => {
   await db?.close()
 })
 
-const run = Math.random().toString(36).slice(2, 8)
-let subjects = 0
-
-/** A schema and a connection string whose sessions are named `sluice_fail_<run>_<n>`. */
+/** A schema and a connection string whose sessions carry an application_name unique to it (`db.namedConnection`). */
 function subject(options: { idleInTransactionMs?: number; maxConnections?: number } = {}) {
   const schema = db.newSchema()
-  const applicationName = `sluice_fail_${run}_${subjects++}`
-  const url = new URL(connectionString)
-  url.searchParams.set('application_name', applicationName)
+  const { applicationName, connectionString: url } = db.namedConnection()
   const named =
-    options.idleInTransactionMs === undefined
-      ? url.toString()
-      : withSessionTimeouts(url.toString(), { idleInTransactionMs: options.idleInTransactionMs })
+    options.idleInTransactionMs === undefined ? url : withSessionTimeouts(url, { idleInTransactionMs: options.idleInTransactionMs })
   const open = async () => {
     const store = await createPostgresChannelStore({ connectionString: named, schema, maxConnections: options.maxConnections })
     stores.push(store)
     return store
   }
   return { schema, applicationName, open }
-}
-
-type Backend = { pid: number; state: string | null; wait_event_type: string | null }
-
-async function backends(applicationName: string): Promise<Backend[]> {
-  const { rows } = await db.admin.query<Backend>(
-    'SELECT pid, state, wait_event_type FROM pg_stat_activity WHERE application_name = $1',
-    [applicationName],
-  )
-  return rows
-}
-
-/** Terminates every backend of the store; resolves with how many there were. */
-async function terminate(applicationName: string): Promise<number> {
-  const { rows } = await db.admin.query(
-    'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1',
-    [applicationName],
-  )
-  return rows.filter((r) => r.ok).length
-}
-
-/** Waits until one of the store's backends is blocked on a lock, i.e. its statement is in flight. */
-async function untilBlocked(applicationName: string): Promise<void> {
-  await vi.waitFor(
-    async () => expect((await backends(applicationName)).some((b) => b.state === 'active' && b.wait_event_type === 'Lock')).toBe(true),
-    { timeout: 5_000, interval: 10 },
-  )
 }
 
 /** A second admin session, to hold locks. */
@@ -124,8 +90,8 @@ describe('PostgresChannelStore when the server ends its connections', () => {
       () => 'resolved',
       (error: unknown) => error,
     )
-    await untilBlocked(applicationName)
-    expect(await terminate(applicationName)).toBe(1)
+    await db.untilBlocked(applicationName)
+    expect(await db.terminate(applicationName)).toBe(1)
     const error = await pending
     // The server's FATAL 57P01 reaches the in-flight query first: a database error, not an unreachable server.
     expectStoreError(error, ['store_failed'])
@@ -194,7 +160,7 @@ describe('PostgresChannelStore when the server ends its connections', () => {
     try {
       while ((rejected < 15 || resolved < 15) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 25))
-        kills += await terminate(applicationName)
+        kills += await db.terminate(applicationName)
       }
     } finally {
       stop = true
@@ -226,8 +192,8 @@ describe('PostgresChannelStore when the server ends its connections', () => {
       () => 'opened',
       (error: unknown) => error,
     )
-    await untilBlocked(applicationName)
-    expect(await terminate(applicationName)).toBe(1)
+    await db.untilBlocked(applicationName)
+    expect(await db.terminate(applicationName)).toBe(1)
     expectStoreError(await opening, ['store_failed'])
     await holder.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key])
 
@@ -243,12 +209,12 @@ describe('PostgresChannelStore when the server ends its connections', () => {
     const ids = await seed(store, 2)
     // Two connections in the pool, both idle.
     await Promise.all(ids.map((id) => store.update(id, addSpent(1n))))
-    await vi.waitFor(async () => expect((await backends(applicationName)).every((b) => b.state === 'idle')).toBe(true), {
+    await vi.waitFor(async () => expect((await db.backends(applicationName)).every((b) => b.state === 'idle')).toBe(true), {
       timeout: 5_000,
       interval: 10,
     })
-    expect(await terminate(applicationName)).toBeGreaterThanOrEqual(1)
-    await vi.waitFor(async () => expect(await backends(applicationName)).toEqual([]), { timeout: 5_000, interval: 10 })
+    expect(await db.terminate(applicationName)).toBeGreaterThanOrEqual(1)
+    await vi.waitFor(async () => expect(await db.backends(applicationName)).toEqual([]), { timeout: 5_000, interval: 10 })
     // Let the pool read the servers' goodbyes (a FATAL, then EOF) before the next checkout.
     await new Promise((resolve) => setTimeout(resolve, 100))
 
