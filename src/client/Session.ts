@@ -1,14 +1,16 @@
-import { bytesToHex, hexToBytes, type Hex } from 'viem'
+import { bytesToHex, hashMessage, hexToBytes, isHex, type Address, type Hex } from 'viem'
 import { BaseError } from '../errors/BaseError.js'
 import * as ChannelId from '../protocol/ChannelId.js'
 import type { ChannelParams } from '../protocol/ChannelParams.js'
 import { decodeServerFrame, encode } from '../protocol/codec.js'
-import type { ChatMessage, ClientFrame, Closed, Done, ErrorFrame, ServerFrame, Welcome } from '../protocol/Frame.js'
+import type { ChatMessage, ClientFrame, Closed, Done, ErrorFrame, ServerFrame, Tokens, Welcome } from '../protocol/Frame.js'
 import * as Frames from '../protocol/Frames.js'
 import * as Hello from '../protocol/Hello.js'
 import * as Price from '../protocol/Price.js'
 import * as PriceSchedule from '../protocol/PriceSchedule.js'
-import { ClientMeter } from './ClientMeter.js'
+import { recoverAddress } from '../protocol/recoverAddress.js'
+import { canonicalReceipt } from '../protocol/Receipt.js'
+import { ClientMeter, type InputAllowance } from './ClientMeter.js'
 import type { ClientOffer } from './discover.js'
 import type { SessionKey } from './SessionKey.js'
 
@@ -17,6 +19,13 @@ import type { SessionKey } from './SessionKey.js'
  * the server's running charge after every tokens frame — one per token by default — but never above what
  * it received at the agreed prices, nor above its spend caps. If the socket drops, the next call
  * reconnects, proves the signer again, and re-sends its highest voucher if the server lacks it.
+ *
+ * Frames are metered as they arrive (not as the caller reads them), so the meter knows every token the
+ * server sent before any later demand. A server that claims more than the meter allows is not paid the
+ * difference and is told off with SessionError 'overcharged': a tokens frame whose running charge passes
+ * it ends that stream; a need-voucher above it ends every stream (the server would wait for a voucher
+ * that never comes); a done whose charge passes the request's bound ends that stream once the bound is
+ * paid. What the client agreed to is never raised by the server's word alone, on a resume either.
  */
 
 export type SessionErrorCode =
@@ -27,6 +36,7 @@ export type SessionErrorCode =
   | 'spend_cap_reached'
   | 'prices_changed'
   | 'session_closed'
+  | 'receipt_invalid'
 
 export class SessionError extends BaseError<SessionErrorCode> {
   override name = 'SessionError'
@@ -47,6 +57,27 @@ export type ConnectParameters = {
   params: ChannelParams
   key: SessionKey
   caps?: SpendCaps
+  /**
+   * Most input tokens a request may bill, from its messages (the client cannot tokenize). Default
+   * `defaultInputAllowance`: twice the server's up-front estimate (⌈UTF-8 bytes / 4⌉ + 4 per message) plus
+   * 32 per request, room for the upstream's usage report to correct the estimate upwards. Pass
+   * `maxInputTokens` (1 per byte + 8 per message) to trust the server's counts further, or
+   * `(m) => BigInt(estimateInputTokens(m))` to allow no correction upwards at all.
+   */
+  inputAllowance?: InputAllowance
+  /**
+   * What this client agreed to on the channel before this session (e.g. the `signed` of an earlier
+   * session, kept by the caller): the first welcome's `spent` is agreed only up to it. `0n` for a channel
+   * just opened. Default: the first welcome's `spent` is taken as it is (later welcomes, after a drop, are
+   * always checked against what this session saw and signed).
+   */
+  priorSpend?: bigint
+  /**
+   * The address whose EIP-191 signature each done frame's receipt must carry, checked along with the
+   * receipt stating the done frame's own figures (SessionError 'receipt_invalid' otherwise). Default: the
+   * channel's payee (the server signs receipts with its payee key). `false`: receipts are not checked.
+   */
+  receiptSigner?: Address | false
   /** Reconnect attempts per call after a drop. Default 5. */
   reconnectAttempts?: number
   /** A connection that is not welcomed within this many ms is dropped and retried. Default 15 000. */
@@ -57,6 +88,11 @@ export type ConnectParameters = {
 
 export type StreamRequest = { model: string; messages: ChatMessage[]; maxTokens: number }
 export type StreamChunk = { text: string; count: number; charge: bigint }
+/** A stream's result: the done frame, and its receipt once checked. */
+export type StreamDone = Done & {
+  /** The receipt, verified: signed by `signer` and stating this done frame's figures. Null when checks are off. */
+  verifiedReceipt: { signer: Address; body: string; signature: Hex } | null
+}
 
 type Listener = (frame: ServerFrame) => void
 
@@ -79,12 +115,15 @@ export class Session {
   readonly deployment: { chainId: number; escrow: `0x${string}` }
   /** Highest voucher the server acknowledged (durably). */
   accepted = 0n
-  /** The server's running total. */
+  /** The server's running total (the highest it stated). */
   spent = 0n
+  /** The server's latest statement of its total: what is agreed to (as far as the meter goes) on a drop. */
+  #claim = 0n
   /**
    * How much of `spent` this client does not agree to: what the server metered for tokens lost in flight
-   * when a socket dropped (set on resume). Server totals are paid net of it, so the client never signs
-   * for tokens it did not receive, even where its meter's bound on input would leave room for them.
+   * when a socket dropped, or claimed beyond what the meter allowed (set on resume), and what done frames
+   * charged beyond their request's bound. Server totals are paid net of it, so the client never signs for
+   * tokens it did not receive, even where its meter's bound on input would leave room for them.
    */
   #disputed = 0n
   /** Highest voucher signed, and its signature (re-sent after a reconnect). */
@@ -121,18 +160,27 @@ export class Session {
    * @example
    * for await (const { text } of session.stream({ model, messages, maxTokens: 100 })) out.push(text)
    */
-  async *stream(request: StreamRequest): AsyncGenerator<StreamChunk, Done, undefined> {
+  async *stream(request: StreamRequest): AsyncGenerator<StreamChunk, StreamDone, undefined> {
     await this.ensureConnected()
     const meter = this.#meter!
     const id = this.#nextId++
     const queue: ServerFrame[] = []
     let wake: (() => void) | null = null
+    /** Whether the done frame has arrived, and its charge was within the request's bound. */
+    let doneArrived = false
+    let withinBound = true
     const listener: Listener = (frame) => {
       // This request's frames, and errors that end every stream (fatal, the socket dropping, or the spend
-      // cap, which #onNeedVoucher raises for every stream waiting on the voucher it will not sign).
-      const forEveryStream = (f: ErrorFrame) => f.fatal || f.code === 'spend_cap_reached'
-      if (frame.t === 'error' ? (frame.id === undefined ? !forEveryStream(frame) : frame.id !== id) : 'id' in frame && frame.id !== id)
+      // cap and overcharging, which #onNeedVoucher raises for every stream waiting on the voucher it will
+      // not sign).
+      if (frame.t === 'error' ? (frame.id === undefined ? !endsEveryStream(frame) : frame.id !== id) : 'id' in frame && frame.id !== id)
         return
+      // Metered on arrival, so a later need-voucher is judged against everything delivered before it.
+      if (frame.t === 'tokens') this.#onTokens(meter, frame)
+      else if (frame.t === 'done' && !doneArrived) {
+        doneArrived = true
+        withinBound = this.#onDone(meter, frame)
+      } else if (frame.t === 'error' && frame.id === id) meter.finish(id, 0n)
       queue.push(frame)
       wake?.()
     }
@@ -149,31 +197,28 @@ export class Session {
         const frame = queue.shift()!
         switch (frame.t) {
           case 'tokens': {
-            meter.received(id, frame.count)
             const charge = BigInt(frame.charge)
-            if (charge > this.spent) this.spent = charge
             this.#checkRequestCap(id, charge - startSpent)
-            this.#pay(charge - this.#disputed)
+            if (!this.#payClaim(meter, charge))
+              throw new SessionError('overcharged', `the server's running charge ${charge} passes what this client metered`)
             yield { text: frame.text, count: frame.count, charge }
             break
           }
           case 'done': {
             ended = true
-            const charge = BigInt(frame.charge)
-            if (!meter.finish(id, charge))
-              throw new SessionError('overcharged', `request ${id} was charged ${charge}, more than was delivered`)
-            this.spent = BigInt(frame.spent) > this.spent ? BigInt(frame.spent) : this.spent
-            this.#pay(this.spent - this.#disputed)
-            return frame
+            if (!withinBound)
+              throw new SessionError('overcharged', `request ${id} was charged ${frame.charge} (total ${frame.spent}), more than was delivered`)
+            return { ...frame, verifiedReceipt: this.#checkReceipt(request.model, frame) }
           }
           case 'error': {
             // A refusal of this request (it never started) costs nothing; a fatal error ends the connection
-            // (the meter resets on close). The spend cap leaves the request waiting on the server: it is
-            // cancelled on the way out (#abandon).
-            if (frame.id === id) meter.finish(id, 0n)
+            // (the meter resets on close). The spend cap and overcharging leave the request waiting on the
+            // server: it is cancelled on the way out (#abandon).
             if (frame.id === id || frame.fatal) ended = true
             const code: SessionErrorCode =
-              frame.code === 'connection_lost' || frame.code === 'spend_cap_reached' ? frame.code : 'server_error'
+              frame.code === 'connection_lost' || frame.code === 'spend_cap_reached' || frame.code === 'overcharged'
+                ? frame.code
+                : 'server_error'
             throw new SessionError(code, frame.message, frame.code)
           }
           default:
@@ -182,14 +227,14 @@ export class Session {
       }
     } finally {
       this.#listeners.delete(listener)
-      if (!ended) this.#abandon(id)
+      if (!ended && !doneArrived) this.#abandon(id)
     }
   }
 
   /** Closes the channel on-chain through the server (it settles with the best voucher) and ends the session. */
   async close(): Promise<Closed> {
     await this.ensureConnected()
-    this.#pay(this.spent - this.#disputed)
+    if (this.#meter) this.#payClaim(this.#meter, this.#claim)
     const closed = new Promise<Closed>((resolve, reject) => {
       const listener: Listener = (frame) => {
         if (frame.t === 'closed') resolve(frame)
@@ -218,6 +263,79 @@ export class Session {
   }
 
   /**
+   * The most of the server's total this client agrees to now: its meter's limit, or what it already signed
+   * if that is more (the server's `spent` never decreases, so an input estimate paid while streaming and
+   * corrected downwards at the end stays agreed).
+   */
+  #agreedCeiling(meter: ClientMeter): bigint {
+    const limit = meter.limit()
+    return limit > this.signed ? limit : this.signed
+  }
+
+  /**
+   * Pays the server's stated total `claim` (net of what is disputed) if it is within what the meter agrees
+   * to; a claim above it is evidence of overcharging and pays nothing (false).
+   */
+  #payClaim(meter: ClientMeter, claim: bigint): boolean {
+    const claimed = claim - this.#disputed
+    if (claimed > this.#agreedCeiling(meter)) return false
+    this.#pay(claimed)
+    return true
+  }
+
+  /** A tokens frame arrived for an active request: meter it and note the server's running total. */
+  #onTokens(meter: ClientMeter, frame: Tokens): void {
+    meter.received(frame.id, frame.count)
+    const charge = BigInt(frame.charge)
+    this.#claim = charge
+    if (charge > this.spent) this.spent = charge
+  }
+
+  /**
+   * A done frame arrived: end the request in the meter and pay the server's total if it is within what the
+   * meter allowed with the request still open (a downward correction of its input leaves the server's
+   * total where it was). A charge above the request's bound is agreed up to the bound, the excess disputed
+   * (later totals are paid net of it); a total above the meter pays nothing. Returns false in either case.
+   */
+  #onDone(meter: ClientMeter, frame: Done): boolean {
+    const ceiling = this.#agreedCeiling(meter)
+    const charge = BigInt(frame.charge)
+    const bound = meter.bound(frame.id)
+    const withinBound = meter.finish(frame.id, charge)
+    if (!withinBound && bound !== undefined) this.#disputed += charge - bound
+    const spent = BigInt(frame.spent)
+    this.#claim = spent
+    if (spent > this.spent) this.spent = spent
+    const claimed = spent - this.#disputed
+    if (claimed > ceiling) return false
+    this.#pay(claimed, ceiling)
+    return withinBound
+  }
+
+  /** Checks a done frame's receipt: the expected signer's signature over exactly this frame's figures. */
+  #checkReceipt(model: string, done: Done): StreamDone['verifiedReceipt'] {
+    const setting = this.parameters.receiptSigner
+    if (setting === false) return null
+    const signer = setting ?? this.parameters.params.payee
+    const { body, signature } = done.receipt
+    const expected = canonicalReceipt({
+      channelId: this.channelId,
+      requestId: done.id,
+      model,
+      inputTokens: done.usage.inputTokens,
+      outputTokens: done.usage.outputTokens,
+      charge: BigInt(done.charge),
+      spent: BigInt(done.spent),
+      reason: done.reason,
+    })
+    if (body !== expected) throw new SessionError('receipt_invalid', `the receipt of request ${done.id} does not state its done frame`, body)
+    const recovered = isHex(signature) ? recoverAddress(hexToBytes(hashMessage(body)), hexToBytes(signature)) : null
+    if (!recovered || bytesToHex(recovered) !== signer.toLowerCase())
+      throw new SessionError('receipt_invalid', `the receipt of request ${done.id} is not signed by ${signer}`)
+    return { signer, body, signature }
+  }
+
+  /**
    * The caller left a stream before its done frame: cancel the request on the server, and keep metering
    * what is still in flight for it until its done arrives, so the meter does not keep a request open
    * forever and the tokens delivered after the cancel are paid like any other (within the meter's bound).
@@ -227,13 +345,11 @@ export class Session {
     if (!meter || this.#socket?.readyState !== 1) return
     const drain: Listener = (frame) => {
       if (frame.t === 'tokens' && frame.id === id) {
-        meter.received(id, frame.count)
-        if (BigInt(frame.charge) > this.spent) this.spent = BigInt(frame.charge)
+        this.#onTokens(meter, frame)
+        this.#payClaim(meter, BigInt(frame.charge))
       } else if (frame.t === 'done' && frame.id === id) {
         this.#listeners.delete(drain)
-        meter.finish(id, BigInt(frame.charge))
-        if (BigInt(frame.spent) > this.spent) this.spent = BigInt(frame.spent)
-        this.#pay(this.spent - this.#disputed)
+        this.#onDone(meter, frame)
       } else if (frame.t === 'error' && (frame.fatal || frame.id === id)) {
         this.#listeners.delete(drain)
       }
@@ -242,11 +358,9 @@ export class Session {
     this.#send(Frames.cancel({ id }))
   }
 
-  /** Signs and sends a voucher for `amount`, bounded by the meter and the caps. */
-  #pay(amount: bigint): void {
-    const meter = this.#meter
-    if (!meter) return
-    const limit = meter.limit()
+  /** Signs and sends a voucher for `amount`, bounded by `limit` (default: the meter's) and the caps. */
+  #pay(amount: bigint, limit = this.#meter?.limit()): void {
+    if (limit === undefined) return
     const cap = this.parameters.caps?.maxSpend ?? this.deposit
     let target = amount <= limit ? amount : limit
     if (target > cap) target = cap
@@ -263,13 +377,22 @@ export class Session {
   }
 
   #onNeedVoucher(required: bigint): void {
-    const cap = this.parameters.caps?.maxSpend ?? this.deposit
-    if (required > cap) {
-      for (const listener of this.#listeners)
-        listener(Frames.error({ code: 'spend_cap_reached', message: `the server needs ${required}, past the cap ${cap}`, fatal: false }))
-      return
-    }
+    const meter = this.#meter
+    if (!meter) return
+    // Every tokens frame sent before this one has been metered: a demand above the meter is for tokens
+    // that were not delivered (or input past the allowance). It is not paid, and the streams end.
+    const agreed = this.#agreedCeiling(meter)
+    if (required > agreed)
+      return this.#failStreams('overcharged', `the server needs a voucher of ${required}, more than the ${agreed} this client metered`)
+    const maxSpend = this.parameters.caps?.maxSpend ?? this.deposit
+    const cap = maxSpend < this.deposit ? maxSpend : this.deposit
+    if (required > cap) return this.#failStreams('spend_cap_reached', `the server needs ${required}, past the cap ${cap}`)
     this.#pay(required)
+  }
+
+  /** Ends every stream with a local (non-fatal) error. */
+  #failStreams(code: 'overcharged' | 'spend_cap_reached', message: string): void {
+    for (const listener of [...this.#listeners]) listener(Frames.error({ code, message, fatal: false }))
   }
 
   #send(frame: ClientFrame): void {
@@ -335,7 +458,8 @@ export class Session {
         clearTimeout(timer)
         if (this.#socket === socket) {
           this.#socket = null
-          this.#meter?.reset(this.spent - this.#disputed)
+          // What was delivered is agreed, as far as the meter allows: the server's word alone raises nothing.
+          if (this.#meter) this.#meter.reset(this.#agreedOf(this.#meter))
           for (const listener of [...this.#listeners])
             listener(Frames.error({ code: 'connection_lost', message: 'the connection dropped', fatal: true }))
         }
@@ -359,14 +483,20 @@ export class Session {
     this.deposit = BigInt(welcome.deposit)
     this.accepted = BigInt(welcome.accepted)
     const serverSpent = BigInt(welcome.spent)
-    // Resume: the client agrees to the server's total only up to what it has itself seen or signed.
-    const seen = this.spent - this.#disputed
-    const known = seen > this.signed ? seen : this.signed
-    const base = this.#meter ? (serverSpent <= known ? serverSpent : known) : serverSpent
+    // Resume: the client agrees to the server's total only up to what its own meter allowed or it signed.
+    // A first welcome is taken at its word unless the caller says what was agreed before (`priorSpend`).
+    const prior = this.parameters.priorSpend
+    const agreed = this.#meter ? this.#agreedOf(this.#meter) : undefined
+    const known = agreed === undefined ? prior : agreed > this.signed ? agreed : this.signed
+    const base = known === undefined || serverSpent <= known ? serverSpent : known
     this.#disputed = serverSpent - base
     this.spent = serverSpent
+    this.#claim = serverSpent
     if (this.#meter) this.#meter.reset(base)
-    else this.#meter = new ClientMeter(prices, base)
+    else
+      this.#meter = new ClientMeter(prices, base, {
+        ...(this.parameters.inputAllowance ? { inputAllowance: this.parameters.inputAllowance } : {}),
+      })
     this.#socket = socket
     // The server may have lost the last voucher in flight: send the best one again.
     if (this.#signature && this.signed > this.accepted) {
@@ -375,6 +505,13 @@ export class Session {
         Frames.voucher({ channelId: hexToBytes(this.channelId), amount: this.signed.toString(), signature: this.#signature }),
       )
     }
+  }
+
+  /** What this client agrees to of the server's total: its latest word, as far as the meter or the signed voucher go. */
+  #agreedOf(meter: ClientMeter): bigint {
+    const claimed = this.#claim - this.#disputed
+    const ceiling = this.#agreedCeiling(meter)
+    return claimed < ceiling ? claimed : ceiling
   }
 
   #onFrame(frame: ServerFrame): void {
@@ -390,6 +527,11 @@ export class Session {
         for (const listener of [...this.#listeners]) listener(frame)
     }
   }
+}
+
+/** Errors that end every stream, not one request: fatal ones, and the spend cap or overcharging (raised locally). */
+function endsEveryStream(frame: ErrorFrame): boolean {
+  return frame.fatal || frame.code === 'spend_cap_reached' || frame.code === 'overcharged'
 }
 
 /** Encodes and sends one frame (msgpackr returns a Buffer over a plain ArrayBuffer). */

@@ -12,7 +12,12 @@ export type OpenChannelParameters = {
   signer: Address
   /** Seconds; default the offer's minimum grace period. */
   gracePeriod?: number
-  /** Reuse this channel if it is open with enough deposit left instead of opening a new one. */
+  /**
+   * Reuse this channel instead of opening a new one if it fits: its terms are this offer's (payee, asset)
+   * and this `signer`, and on-chain it is open, no close requested, with at least `deposit` not yet
+   * settled. Otherwise a new channel is opened. (What the server metered but has not settled is not on
+   * chain: a reused channel may have less left than it shows.)
+   */
   reuse?: ChannelParams
   /** Blocks to wait after the open. Default 1; 0 on an automining local chain. */
   confirmations?: number
@@ -43,11 +48,12 @@ export async function openChannel(
     confirmations: parameters.confirmations ?? 1,
     chainId: offer.chainId,
   })
-  if (parameters.reuse) {
-    const channelId = ChannelId.compute({ chainId: offer.chainId, escrow: offer.escrow }, parameters.reuse)
+  const { reuse } = parameters
+  if (reuse && sameAddress(reuse.payee, offer.payee) && sameAddress(reuse.token, offer.asset) && sameAddress(reuse.signer, parameters.signer)) {
+    const channelId = ChannelId.compute({ chainId: offer.chainId, escrow: offer.escrow }, reuse)
     const state = await escrow.readChannel(channelId)
     if (state.status === 'open' && state.closeRequestedAt === 0n && state.deposit - state.settled >= deposit)
-      return { params: parameters.reuse, channelId, transactionHash: null }
+      return { params: reuse, channelId, transactionHash: null }
   }
   if (deposit < offer.minDeposit) throw new RangeError(`deposit ${deposit} is below the offer's minimum ${offer.minDeposit}`)
   const params: ChannelParams = {
@@ -60,4 +66,8 @@ export async function openChannel(
   }
   const opened = await escrow.open(params, deposit)
   return { params, channelId: opened.channelId, transactionHash: opened.transactionHash }
+}
+
+function sameAddress(a: Address, b: Address): boolean {
+  return a.toLowerCase() === b.toLowerCase()
 }

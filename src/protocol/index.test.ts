@@ -15,6 +15,7 @@ test('exports', () => {
     'Meter',
     'Price',
     'PriceSchedule',
+    'Receipt',
     'Voucher',
     'decodeClientFrame',
     'decodeServerFrame',

@@ -13,6 +13,7 @@ export * as Hello from './Hello.js'
 export * as Meter from './Meter.js'
 export * as Price from './Price.js'
 export * as PriceSchedule from './PriceSchedule.js'
+export * as Receipt from './Receipt.js'
 export * as Voucher from './Voucher.js'
 
 export {
