@@ -315,8 +315,9 @@ export class Connection {
       signer: channel.params.signer,
       contractSigner: channel.contractSigner,
     })
-    // A close waits for vouchers in flight, so they complete in 'closing' too.
-    if (this.#state !== 'open' && this.#state !== 'closing') return
+    // Vouchers in flight complete in every state, so a valid voucher received is never dropped: a close and an
+    // eviction wait for them (the watchtower settles right after an eviction, SECURITY row 10). Once the
+    // connection is closed, the refusal and the ack below send nothing.
     if (!verified.ok) {
       if (verified.reason === 'verifier_overloaded')
         return this.#error({ code: 'verifier_overloaded', message: 'retry the voucher shortly' })

@@ -107,8 +107,7 @@ export async function streamRequest(context: StreamContext, request: Request, si
     for await (const chunk of source.generate(generateRequest, upstream.signal)) {
       if (chunk.type === 'end') {
         if (chunk.finishReason === 'length') reason = 'length'
-        const extraOutput = chunk.usage ? await reconcile(context, usage, chunk.usage, signal) : 0n
-        if (extraOutput) await sendTokens('', Number(extraOutput))
+        if (chunk.usage) await reconcile(context, usage, chunk.usage, signal, (extraOutput) => sendTokens('', extraOutput))
         break
       }
       const next = account.spentIf(usage, { outputTokens: usage.outputTokens + BigInt(chunk.tokens) })
@@ -148,26 +147,34 @@ async function payFor(context: StreamContext, nextSpent: bigint, signal: AbortSi
 
 /**
  * Applies the upstream's usage report: the request's counts become the reported ones (an input estimate
- * that was too high lowers the exact total; spent never decreases). Returns the output tokens reported
- * beyond the streamed deltas, which the caller announces so the client's own meter agrees, or null when
- * the correction cannot be billed (past the deposit, or aborted while waiting for credit).
+ * that was too high lowers the exact total; spent never decreases). Output reported beyond the streamed
+ * deltas is billed and announced (`announce`, a tokens frame with empty text) so the client's own meter
+ * agrees, in steps that fit the credit window: the client pays only for tokens it was told about, so a gap
+ * wider than the window must not wait for one voucher covering all of it. Nothing is billed when the whole
+ * correction would pass the deposit; what was announced before an abort stays billed.
  */
 async function reconcile(
   context: StreamContext,
   usage: RequestUsage,
   reported: { inputTokens: number; outputTokens: number },
   signal: AbortSignal,
-): Promise<bigint | null> {
+  announce: (extraOutput: number) => Promise<void>,
+): Promise<void> {
   const { account } = context
-  const extraOutput = BigInt(reported.outputTokens) - usage.outputTokens
-  const change = {
-    inputTokens: BigInt(reported.inputTokens),
-    outputTokens: extraOutput > 0n ? BigInt(reported.outputTokens) : usage.outputTokens,
-  }
-  const next = account.spentIf(usage, change)
+  const inputTokens = BigInt(reported.inputTokens)
+  const outputTokens = BigInt(reported.outputTokens) > usage.outputTokens ? BigInt(reported.outputTokens) : usage.outputTokens
   // Never bill past the deposit: the shortfall is the server's loss, bounded by one usage report.
-  if (!account.withinDeposit(next)) return null
-  if (!(await payFor(context, next, signal))) return null
-  account.record(usage, change)
-  return extraOutput > 0n ? extraOutput : 0n
+  if (!account.withinDeposit(account.spentIf(usage, { inputTokens, outputTokens }))) return
+  // Input needs no announcement: the client bounds it by its own allowance.
+  if (!(await payFor(context, account.spentIf(usage, { inputTokens }), signal))) return
+  account.record(usage, { inputTokens })
+  while (usage.outputTokens < outputTokens) {
+    let step = outputTokens - usage.outputTokens
+    while (step > 1n && !account.withinCredit(account.spentIf(usage, { outputTokens: usage.outputTokens + step })))
+      step = (step + 1n) / 2n
+    const next = usage.outputTokens + step
+    if (!(await payFor(context, account.spentIf(usage, { outputTokens: next }), signal))) return
+    account.record(usage, { outputTokens: next })
+    await announce(Number(step))
+  }
 }
