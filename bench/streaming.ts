@@ -1,88 +1,249 @@
-// Streaming costs of a server node, in one run on the in-process chain (clients in the same process):
-//  - added latency per token: from the moment the token source yields a token to the moment the client
-//    holds it (the source stamps each token with performance.now(); one clock, one process), p50/p99,
-//    at moderate load (20 streams of 50 tokens/s: 1,000 tokens/s offered, one voucher per token, real
-//    verifier pool and ledger; the clients share the server's event loop, so this is an upper bound);
-//  - memory per idle connection: heap and RSS growth for N authenticated idle sessions.
-// Writes bench/results/streaming.json. Run: npx tsx --expose-gc bench/streaming.ts (VERIFIER=inline to compare)
-import { writeFile } from 'node:fs/promises'
+// Streaming costs of one server node. The server (in-process chain, real verifier pool, durable file store)
+// runs here; the clients run in a child process (bench/support/streamingClients.ts), so their signing and
+// decoding never share the server's event loop — as in production, where clients are elsewhere.
+//  1. added latency per token at moderate load: from the moment the token source yields a token to the
+//     moment the client holds it (stamped with the shared monotonic clock), p50/p99, one voucher per token;
+//  2. memory per idle authenticated connection: the server process's heap and RSS growth for IDLE sessions;
+//  3. concurrent streams: CONCURRENT sessions streaming at once (one token per SLOW_DELAY_MS each, one
+//     voucher per token) for SECONDS: tokens served, errors, latency, server memory per stream.
+// Writes bench/results/streaming.json. Run: npx tsx --expose-gc bench/streaming.ts
+// (VERIFIER=inline to compare; STREAMS, TOKENS, TOKEN_DELAY_MS, IDLE, CONCURRENT, SLOW_DELAY_MS, SECONDS.)
+import { monitorEventLoopDelay, performance as eventLoop } from 'node:perf_hooks'
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import * as TestUSDC from '../src/chains/evm/artifacts/TestUSDC.js'
+import * as SluiceEscrow from '../src/chains/evm/artifacts/SluiceEscrow.js'
+import { MAX_BATCH_SIZE } from '../src/chains/evm/EvmEscrow.js'
+import * as ChannelId from '../src/protocol/ChannelId.js'
+import type { ChannelParams } from '../src/protocol/ChannelParams.js'
 import * as DemoSource from '../src/server/upstream/DemoSource.js'
 import type { TokenSource } from '../src/server/upstream/TokenSource.js'
-import { openRaw } from '../test/support/rawClient.js'
-import { MODEL, startStack } from '../test/support/stack.js'
+import { createFileChannelStore } from '../src/store/FileChannelStore.js'
+import { startStack } from '../test/support/stack.js'
+import type { BenchChannel, ClientAnswer, ClientCommand } from './support/streamingClients.js'
 
 const STREAMS = Number(process.env.STREAMS ?? 20)
-const TOKENS = Number(process.env.TOKENS ?? 100)
+const TOKENS = Number(process.env.TOKENS ?? 200)
 const TOKEN_DELAY_MS = Number(process.env.TOKEN_DELAY_MS ?? 20)
-const IDLE = Number(process.env.IDLE ?? 300)
+const IDLE = Number(process.env.IDLE ?? 1_000)
+const CONCURRENT = Number(process.env.CONCURRENT ?? 10_000)
+const SLOW_DELAY_MS = Number(process.env.SLOW_DELAY_MS ?? 4_000)
+const SECONDS = Number(process.env.SECONDS ?? 20)
+const DEPOSIT = 1_000_000n
 
-/** The demo source, each token's text replaced by the time it was produced. */
+/**
+ * The demo source, each token's text replaced by the server's monotonic clock (ns) when it was produced,
+ * and its pace taken from the prompt (`delay=<ms>`), so one node serves fast and slow streams.
+ */
 function stampedSource(): TokenSource {
-  const inner = DemoSource.create({ tokens: Number.POSITIVE_INFINITY, tokenDelayMs: TOKEN_DELAY_MS })
+  const paced = new Map<number, TokenSource>()
+  const at = (delayMs: number) => {
+    let source = paced.get(delayMs)
+    if (!source) paced.set(delayMs, (source = DemoSource.create({ tokens: Number.POSITIVE_INFINITY, tokenDelayMs: delayMs })))
+    return source
+  }
+  const delayOf = (request: Parameters<TokenSource['generate']>[0]) => Number(/delay=(\d+)/.exec(JSON.stringify(request.messages))?.[1] ?? 0)
   return {
     name: 'stamped-demo',
-    countInputTokens: (request) => inner.countInputTokens(request),
+    countInputTokens: (request) => at(0).countInputTokens(request),
     async *generate(request, signal) {
-      for await (const chunk of inner.generate(request, signal)) {
-        yield chunk.type === 'text' ? { ...chunk, text: performance.now().toFixed(3) } : chunk
+      for await (const chunk of at(delayOf(request)).generate(request, signal))
+        yield chunk.type === 'text' ? { ...chunk, text: process.hrtime.bigint().toString() } : chunk
+    },
+  }
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN
+const ms = (us: number) => Number((us / 1000).toFixed(3))
+const summary = (latenciesUs: number[]) => {
+  const sorted = [...latenciesUs].sort((a, b) => a - b)
+  return { p50: ms(percentile(sorted, 0.5)), p99: ms(percentile(sorted, 0.99)), max: ms(sorted[sorted.length - 1] ?? NaN) }
+}
+
+const dataDir = await mkdtemp(join(tmpdir(), 'sluice-bench-streaming-'))
+const stack = await startStack({
+  node: {
+    source: stampedSource(),
+    store: await createFileChannelStore({ path: join(dataDir, 'channels.log') }),
+    ...(process.env.VERIFIER ? { verifier: { mode: process.env.VERIFIER as 'pool' | 'inline' } } : {}),
+  },
+})
+const { fx, offer } = stack
+
+/** Opens `count` channels from one payer with openMany (MAX_BATCH_SIZE per transaction), each with its own session key. */
+async function openChannels(count: number): Promise<BenchChannel[]> {
+  const payer = await fx.chain.newAccount()
+  const asPayer = fx.chain.walletClient(payer)
+  const total = DEPOSIT * BigInt(count)
+  const send = async (hash: Promise<`0x${string}`>) => fx.chain.publicClient.waitForTransactionReceipt({ hash: await hash })
+  await send(asPayer.writeContract({ address: fx.usdcAddress, abi: TestUSDC.abi, functionName: 'mint', args: [payer.address, total] }))
+  await send(asPayer.writeContract({ address: fx.usdcAddress, abi: TestUSDC.abi, functionName: 'approve', args: [fx.escrowAddress, total] }))
+  const channels: BenchChannel[] = []
+  for (let start = 0; start < count; start += MAX_BATCH_SIZE) {
+    const batch = Array.from({ length: Math.min(MAX_BATCH_SIZE, count - start) }, () => {
+      const privateKey = generatePrivateKey()
+      const params: ChannelParams = {
+        payer: payer.address,
+        payee: offer.payee,
+        token: offer.asset,
+        signer: privateKeyToAccount(privateKey).address,
+        gracePeriod: offer.minGracePeriod,
+        salt: ChannelId.randomSalt(),
+      }
+      return { params, privateKey }
+    })
+    const receipt = await send(
+      asPayer.writeContract({
+        address: fx.escrowAddress,
+        abi: SluiceEscrow.abi,
+        functionName: 'openMany',
+        args: [batch.map((c) => c.params), batch.map(() => DEPOSIT)],
+      }),
+    )
+    if (receipt.status !== 'success') throw new Error('openMany reverted')
+    channels.push(...batch)
+  }
+  return channels
+}
+
+const clients = fork(new URL('./support/streamingClients.ts', import.meta.url), [], {
+  execArgv: ['--import', 'tsx'],
+  serialization: 'advanced',
+})
+/** Sends a command and resolves with its answer; `onWindow` runs when a timed stream's window closes. */
+async function ask<P extends Exclude<ClientCommand['phase'], 'release'>>(
+  command: Extract<ClientCommand, { phase: P }>,
+  onWindow?: () => void,
+): Promise<Extract<ClientAnswer, { phase: P }>> {
+  clients.send(command)
+  const { phase } = command as ClientCommand
+  for (;;) {
+    const [answer] = (await once(clients, 'message')) as [ClientAnswer]
+    if (answer.phase === 'window' && onWindow) {
+      onWindow()
+      continue
+    }
+    if (answer.phase !== phase) throw new Error(`expected a ${phase} answer, got ${answer.phase}`)
+    return answer as Extract<ClientAnswer, { phase: P }>
+  }
+}
+const serverMemory = () => {
+  global.gc?.()
+  return process.memoryUsage()
+}
+
+/** Runs a client phase, measuring the server's event-loop utilization over it. */
+/** The server's event-loop utilization and delay from now until `stop()`. */
+function loopMonitor() {
+  const before = eventLoop.eventLoopUtilization()
+  const delay = monitorEventLoopDelay({ resolution: 5 })
+  delay.enable()
+  return {
+    stop() {
+      delay.disable()
+      return {
+        utilization: Number(eventLoop.eventLoopUtilization(before).utilization.toFixed(2)),
+        delayMs: { p99: Number((delay.percentile(99) / 1e6).toFixed(1)), max: Number((delay.max / 1e6).toFixed(1)) },
       }
     },
   }
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
-
-const stack = await startStack({
-  node: { source: stampedSource(), ...(process.env.VERIFIER ? { verifier: { mode: process.env.VERIFIER as 'pool' | 'inline' } } : {}) },
-})
+/** Runs a client phase, measuring the server's event loop over it. */
+async function measured<T>(phase: Promise<T>): Promise<T & { serverLoop: ReturnType<ReturnType<typeof loopMonitor>['stop']> }> {
+  const loop = loopMonitor()
+  const answer = await phase
+  return { ...answer, serverLoop: loop.stop() }
+}
 
 // 1. Added latency per token under moderate load.
-const clients = []
-for (let i = 0; i < STREAMS; i++) clients.push(await stack.newClient(1_000_000n))
-const latencies: number[] = []
-const started = performance.now()
-await Promise.all(
-  clients.map(async ({ session }) => {
-    const stream = session.stream({ model: MODEL, messages: [{ role: 'user', content: 'latency' }], maxTokens: TOKENS })
-    for await (const chunk of stream) latencies.push(performance.now() - Number(chunk.text))
-  }),
-)
-const seconds = (performance.now() - started) / 1000
-latencies.sort((a, b) => a - b)
+const moderate = await measured(ask({ phase: 'stream', offer, channels: await openChannels(STREAMS), tokens: TOKENS, delayMs: TOKEN_DELAY_MS }))
+console.log(`latency: ${moderate.tokens} tokens, ${JSON.stringify(summary(moderate.latenciesUs))}`)
 
-// 2. Memory per idle, authenticated connection.
-for (const { session } of clients) session.disconnect()
-global.gc?.()
-const before = process.memoryUsage()
-const idle = []
-for (let i = 0; i < IDLE; i++) {
-  const client = await stack.newClient(1_000n, { connect: false })
-  idle.push((await openRaw(stack.offer, client, client.key)).raw)
-}
-global.gc?.()
-const after = process.memoryUsage()
+// 2. Memory per idle, authenticated connection (server process only).
+const idleChannels = await openChannels(IDLE)
+const beforeIdle = serverMemory()
+const idle = await ask({ phase: 'connect', offer, channels: idleChannels })
+const afterIdle = serverMemory()
+await ask({ phase: 'disconnect' })
+console.log(`idle: ${idle.connected} connected in ${idle.seconds.toFixed(1)} s`)
+
+// 3. Many concurrent streams.
+const concurrentChannels = await openChannels(CONCURRENT)
+const beforeConcurrent = serverMemory()
+// Live memory (after a full GC) once the measured window closed, with every stream still open.
+let midway = beforeConcurrent
+let windowLoop: { utilization: number; delayMs: { p99: number; max: number } } | undefined
+const loop = loopMonitor()
+const concurrent = await ask(
+  {
+  phase: 'stream',
+  offer,
+  channels: concurrentChannels,
+  tokens: 32_768,
+  delayMs: SLOW_DELAY_MS,
+  seconds: SECONDS,
+  },
+  () => {
+    windowLoop = loop.stop()
+    midway = serverMemory()
+    clients.send({ phase: 'release' } satisfies ClientCommand)
+  },
+)
+console.log(`concurrent: ${CONCURRENT} streams, ${concurrent.tokens} tokens in ${concurrent.seconds.toFixed(1)} s, ${concurrent.errors} errors`)
 
 const result = {
   date: new Date().toISOString(),
   node: process.version,
-  streams: STREAMS,
-  tokensPerStream: TOKENS,
-  tokenDelayMs: TOKEN_DELAY_MS,
-  tokensPerSecond: Math.round(latencies.length / seconds),
-  addedLatencyMs: {
-    p50: Number(percentile(latencies, 0.5).toFixed(3)),
-    p99: Number(percentile(latencies, 0.99).toFixed(3)),
-    max: Number(latencies[latencies.length - 1]!.toFixed(3)),
+  verifier: process.env.VERIFIER ?? 'pool',
+  store: 'file',
+  clients: 'a separate process',
+  moderateLoad: {
+    streams: STREAMS,
+    tokensPerStream: TOKENS,
+    tokenDelayMs: TOKEN_DELAY_MS,
+    tokens: moderate.tokens,
+    errors: moderate.errors,
+    tokensPerSecond: Math.round(moderate.tokens / moderate.seconds),
+    addedLatencyMs: summary(moderate.latenciesUs),
+    serverEventLoopUtilization: moderate.serverLoop.utilization,
+    serverEventLoopDelayMs: moderate.serverLoop.delayMs,
+    clientEventLoopUtilization: Number(moderate.eventLoopUtilization.toFixed(2)),
   },
-  idleConnections: IDLE,
-  // Both ends live in this process, so this counts the client's socket state too: an upper bound.
-  bytesPerIdleConnection: {
-    heap: Math.round((after.heapUsed - before.heapUsed) / IDLE),
-    rss: Math.round((after.rss - before.rss) / IDLE),
+  idle: {
+    connections: idle.connected,
+    // Live JS heap plus the buffers outside it (sockets' ArrayBuffers), after a full GC. (RSS moves in
+    // allocator pages and rarely shrinks: it says little for a thousand connections.)
+    bytesPerConnection: Math.round((afterIdle.heapUsed + afterIdle.external - beforeIdle.heapUsed - beforeIdle.external) / IDLE),
   },
+  concurrent: {
+    streams: CONCURRENT,
+    tokenDelayMs: SLOW_DELAY_MS,
+    seconds: Number(concurrent.seconds.toFixed(1)),
+    tokens: concurrent.tokens,
+    errors: concurrent.errors,
+    tokensPerSecond: Math.round(concurrent.tokens / concurrent.seconds),
+    addedLatencyMs: summary(concurrent.latenciesUs),
+    // Once every stream has started (the starts are spread over one token interval) and a second more.
+    steadyAddedLatencyMs: summary(concurrent.latenciesUs.filter((_, i) => concurrent.atMs[i]! > SLOW_DELAY_MS + 1_000)),
+    // Live heap + external after a full GC half-way through, and RSS then, per stream.
+    serverBytesPerStream: {
+      heapAndExternal: Math.round((midway.heapUsed + midway.external - beforeConcurrent.heapUsed - beforeConcurrent.external) / CONCURRENT),
+      rss: Math.round((midway.rss - beforeConcurrent.rss) / CONCURRENT),
+    },
+    serverEventLoopUtilization: windowLoop?.utilization,
+    serverEventLoopDelayMs: windowLoop?.delayMs,
+    clientEventLoopUtilization: Number(concurrent.eventLoopUtilization.toFixed(2)),
+  },
+  verifierStats: stack.node.verifier.stats(),
 }
 console.log(JSON.stringify(result, null, 2))
 await writeFile(new URL('./results/streaming.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
-for (const raw of idle) raw.close()
+clients.kill()
 await stack.close()
+await rm(dataDir, { recursive: true, force: true })
 process.exit(0)
