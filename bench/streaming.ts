@@ -1,5 +1,5 @@
-// Streaming costs of one server node. The server (in-process chain, real verifier pool, durable file store)
-// runs here; the clients run in a child process (bench/support/streamingClients.ts), so their signing and
+// Streaming costs of one server node. The server (real verifier pool, durable file store) runs here, its
+// chain is a `hardhat node` process; the clients run in a child process (bench/support/streamingClients.ts), so their signing and
 // decoding never share the server's event loop — as in production, where clients are elsewhere.
 //  1. added latency per token at moderate load: from the moment the token source yields a token to the
 //     moment the client holds it (stamped with the shared monotonic clock), p50/p99, one voucher per token;
@@ -23,7 +23,11 @@ import type { ChannelParams } from '../src/protocol/ChannelParams.js'
 import * as DemoSource from '../src/server/upstream/DemoSource.js'
 import type { TokenSource } from '../src/server/upstream/TokenSource.js'
 import { createFileChannelStore } from '../src/store/FileChannelStore.js'
-import { startStack } from '../test/support/stack.js'
+import { discover } from '../src/client/discover.js'
+import { silentLogger } from '../src/log.js'
+import { startNode } from '../src/node/startNode.js'
+import * as Price from '../src/protocol/Price.js'
+import { startChainProcess } from '../test/support/processes.js'
 import type { BenchChannel, ClientAnswer, ClientCommand } from './support/streamingClients.js'
 
 const STREAMS = Number(process.env.STREAMS ?? 20)
@@ -65,23 +69,30 @@ const summary = (latenciesUs: number[]) => {
 }
 
 const dataDir = await mkdtemp(join(tmpdir(), 'sluice-bench-streaming-'))
-const stack = await startStack({
-  node: {
-    source: stampedSource(),
-    store: await createFileChannelStore({ path: join(dataDir, 'channels.log') }),
-    ...(process.env.VERIFIER ? { verifier: { mode: process.env.VERIFIER as 'pool' | 'inline' } } : {}),
-  },
+// The chain is a `hardhat node` process reached over JSON-RPC, as a production node reaches its chain: an
+// in-process chain would run its EVM work on the server's event loop.
+const chain = await startChainProcess()
+const node = await startNode({
+  publicClient: chain.publicClient,
+  walletClient: chain.walletClient(await chain.newAccount()),
+  escrow: chain.escrow,
+  offer: { asset: chain.usdc, prices: { 'demo-1': { input: Price.perToken('1'), output: Price.perToken('2') } }, minDeposit: 1_000n },
+  store: await createFileChannelStore({ path: join(dataDir, 'channels.log') }),
+  source: stampedSource(),
+  verifier: { mode: (process.env.VERIFIER as 'pool' | 'inline' | undefined) ?? 'pool', threads: 2 },
+  confirmations: 0,
+  log: silentLogger,
 })
-const { fx, offer } = stack
+const offer = await discover(`${node.server.url}/v1/chat/completions`)
 
 /** Opens `count` channels from one payer with openMany (MAX_BATCH_SIZE per transaction), each with its own session key. */
 async function openChannels(count: number): Promise<BenchChannel[]> {
-  const payer = await fx.chain.newAccount()
-  const asPayer = fx.chain.walletClient(payer)
+  const payer = await chain.newAccount()
+  const asPayer = chain.walletClient(payer)
   const total = DEPOSIT * BigInt(count)
-  const send = async (hash: Promise<`0x${string}`>) => fx.chain.publicClient.waitForTransactionReceipt({ hash: await hash })
-  await send(asPayer.writeContract({ address: fx.usdcAddress, abi: TestUSDC.abi, functionName: 'mint', args: [payer.address, total] }))
-  await send(asPayer.writeContract({ address: fx.usdcAddress, abi: TestUSDC.abi, functionName: 'approve', args: [fx.escrowAddress, total] }))
+  const send = async (hash: Promise<`0x${string}`>) => chain.publicClient.waitForTransactionReceipt({ hash: await hash })
+  await send(asPayer.writeContract({ address: chain.usdc, abi: TestUSDC.abi, functionName: 'mint', args: [payer.address, total] }))
+  await send(asPayer.writeContract({ address: chain.usdc, abi: TestUSDC.abi, functionName: 'approve', args: [chain.escrow, total] }))
   const channels: BenchChannel[] = []
   for (let start = 0; start < count; start += MAX_BATCH_SIZE) {
     const batch = Array.from({ length: Math.min(MAX_BATCH_SIZE, count - start) }, () => {
@@ -98,7 +109,7 @@ async function openChannels(count: number): Promise<BenchChannel[]> {
     })
     const receipt = await send(
       asPayer.writeContract({
-        address: fx.escrowAddress,
+        address: chain.escrow,
         abi: SluiceEscrow.abi,
         functionName: 'openMany',
         args: [batch.map((c) => c.params), batch.map(() => DEPOSIT)],
@@ -203,6 +214,7 @@ const result = {
   node: process.version,
   verifier: process.env.VERIFIER ?? 'pool',
   store: 'file',
+  chain: 'hardhat node over JSON-RPC (another process)',
   clients: 'a separate process',
   moderateLoad: {
     streams: STREAMS,
@@ -241,11 +253,12 @@ const result = {
     serverEventLoopDelayMs: windowLoop?.delayMs,
     clientEventLoopUtilization: Number(concurrent.eventLoopUtilization.toFixed(2)),
   },
-  verifierStats: stack.node.verifier.stats(),
+  verifierStats: node.verifier.stats(),
 }
 console.log(JSON.stringify(result, null, 2))
 await writeFile(new URL('./results/streaming.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
 clients.kill()
-await stack.close()
+await node.close()
+await chain.stop()
 await rm(dataDir, { recursive: true, force: true })
 process.exit(0)
