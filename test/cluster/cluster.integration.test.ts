@@ -24,6 +24,7 @@ import { createSessionKey, type SessionKey } from '../../src/client/SessionKey.j
 import type { ChannelParams } from '../../src/protocol/ChannelParams.js'
 import { decodeServerFrame } from '../../src/protocol/codec.js'
 import type { ChatMessage, Done } from '../../src/protocol/Frame.js'
+import { collect } from '../support/collect.js'
 import { openRaw, until, type RawClient } from '../support/rawClient.js'
 import { startChainProcess, startServerProcess, type ChainProcess, type ServerProcess } from '../support/processes.js'
 
@@ -104,15 +105,9 @@ async function newClient(deposit = 1_000_000n): Promise<Client> {
 const sessionOn = (node: Node, client: Client): Promise<Session> =>
   connect({ offer: { ...node.offer }, params: client.params, key: client.key, reconnectAttempts: 0 })
 
-async function collect(stream: AsyncGenerator<{ count: number }, Done>): Promise<Done> {
-  let result = await stream.next()
-  while (!result.done) result = await stream.next()
-  return result.value
-}
-
 /** Streams one request until done; resolves once the server acknowledged the voucher for everything. */
 async function streamPaid(session: Session, maxTokens: number): Promise<Done> {
-  const done = await collect(session.stream({ model: MODEL, messages, maxTokens }))
+  const { done } = await collect(session.stream({ model: MODEL, messages, maxTokens }))
   await until(() => session.accepted === session.spent, 5_000, 'the last voucher to be acknowledged')
   return done
 }

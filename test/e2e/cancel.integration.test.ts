@@ -3,9 +3,10 @@
 // delivered, and the next request on the same session works.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { Session } from '../../src/client/Session.js'
-import type { ChatMessage, Done } from '../../src/protocol/Frame.js'
+import type { ChatMessage } from '../../src/protocol/Frame.js'
 import * as Frames from '../../src/protocol/Frames.js'
 import { estimateInputTokens } from '../../src/server/upstream/TokenSource.js'
+import { collect } from '../support/collect.js'
 import { openRaw, until } from '../support/rawClient.js'
 import { MODEL, startStack, type Stack } from '../support/stack.js'
 
@@ -18,16 +19,6 @@ afterAll(() => stack.close())
 const messages: ChatMessage[] = [{ role: 'user', content: 'Count slowly to a thousand.' }]
 const INPUT = BigInt(estimateInputTokens(messages))
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function collect(stream: AsyncGenerator<{ count: number }, Done>): Promise<{ tokens: number; done: Done }> {
-  let tokens = 0
-  let result = await stream.next()
-  while (!result.done) {
-    tokens += result.value.count
-    result = await stream.next()
-  }
-  return { tokens, done: result.value }
-}
 
 /** Waits until the server's ledger for the session's channel equals the client's view (spent, accepted). */
 async function ledgerSquare(session: Session): Promise<void> {

@@ -14,7 +14,7 @@ import { createEvmEscrow } from '../../src/chains/evm/EvmEscrow.js'
 import { defaultInputAllowance } from '../../src/client/ClientMeter.js'
 import type { ClientOffer } from '../../src/client/discover.js'
 import { openChannel } from '../../src/client/openChannel.js'
-import { connect, SessionError, type ConnectParameters, type Session, type StreamDone } from '../../src/client/Session.js'
+import { connect, SessionError, type ConnectParameters, type Session } from '../../src/client/Session.js'
 import { createSessionKey, type SessionKey } from '../../src/client/SessionKey.js'
 import type { ChannelParams } from '../../src/protocol/ChannelParams.js'
 import { decodeClientFrame, encode } from '../../src/protocol/codec.js'
@@ -26,6 +26,7 @@ import { admitChannel } from '../../src/server/admitChannel.js'
 import { canonicalReceipt, type ReceiptBody } from '../../src/protocol/Receipt.js'
 import type { Offer } from '../../src/server/ServerOptions.js'
 import { estimateInputTokens } from '../../src/server/upstream/TokenSource.js'
+import { collect } from '../support/collect.js'
 import { fundUsdc } from '../support/channels.js'
 import { balanceOf } from '../support/escrowFixture.js'
 import { until } from '../support/rawClient.js'
@@ -244,16 +245,6 @@ async function operatorSession(options: Partial<ConnectParameters> = {}): Promis
 
 const messages: ChatMessage[] = [{ role: 'user', content: 'Tell me a story.' }] // 16 bytes: estimate 8
 const INPUT = BigInt(estimateInputTokens(messages))
-
-async function collect(stream: AsyncGenerator<{ count: number }, StreamDone>): Promise<{ tokens: number; done: StreamDone }> {
-  let tokens = 0
-  let result = await stream.next()
-  while (!result.done) {
-    tokens += result.value.count
-    result = await stream.next()
-  }
-  return { tokens, done: result.value }
-}
 
 /** Streams one request; resolves with the SessionError it ended with (fails if it ended otherwise). */
 async function refused(session: Session, maxTokens = 100): Promise<SessionError> {

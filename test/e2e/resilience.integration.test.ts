@@ -6,12 +6,13 @@ import WebSocket from 'ws'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { connect, type Session } from '../../src/client/Session.js'
 import { encode } from '../../src/protocol/codec.js'
-import type { ChatMessage, Done } from '../../src/protocol/Frame.js'
+import type { ChatMessage } from '../../src/protocol/Frame.js'
 import * as Frames from '../../src/protocol/Frames.js'
 import * as Price from '../../src/protocol/Price.js'
 import * as DemoSource from '../../src/server/upstream/DemoSource.js'
 import { abortedError, estimateInputTokens, type TokenSource } from '../../src/server/upstream/TokenSource.js'
 import { createMemoryChannelStore } from '../../src/store/MemoryChannelStore.js'
+import { collect } from '../support/collect.js'
 import { balanceOf } from '../support/escrowFixture.js'
 import { openRaw, until } from '../support/rawClient.js'
 import { MODEL, startStack, type Stack } from '../support/stack.js'
@@ -63,17 +64,6 @@ afterAll(async () => {
 const messages: ChatMessage[] = [{ role: 'user', content: 'Tell me about flow control.' }]
 const INPUT = BigInt(estimateInputTokens(messages))
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Drains a stream; returns the tokens received and the done frame. */
-async function collect(stream: AsyncGenerator<{ count: number }, Done>): Promise<{ tokens: number; done: Done }> {
-  let tokens = 0
-  let result = await stream.next()
-  while (!result.done) {
-    tokens += result.value.count
-    result = await stream.next()
-  }
-  return { tokens, done: result.value }
-}
 
 describe('a client that stops reading', () => {
   test('is paused by the server: the send buffer stays under the high-water mark plus one frame', async () => {
