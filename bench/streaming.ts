@@ -82,6 +82,14 @@ const node = await startNode({
   verifier: { mode: (process.env.VERIFIER as 'pool' | 'inline' | undefined) ?? 'pool', threads: 2 },
   confirmations: 0,
   log: silentLogger,
+  // Every client connects from 127.0.0.1, and one phase's sockets may still be closing as the next connects:
+  // room for all the phases at once, twice over (defaults: 20,000 per node, 1,000 per address). Clients
+  // handshake 64 at a time, well under the pending limit.
+  limits: {
+    maxConnections: Math.max(20_000, 2 * (STREAMS + IDLE + CONCURRENT)),
+    maxConnectionsPerIp: 2 * (STREAMS + IDLE + CONCURRENT),
+    maxPendingHandshakes: 1_000,
+  },
 })
 const offer = await discover(`${node.server.url}/v1/chat/completions`)
 

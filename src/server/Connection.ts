@@ -38,6 +38,8 @@ export type Transport = {
   send(data: Uint8Array, callback: (error?: Error) => void): void
   close(code: number, reason: string): void
   terminate(): void
+  /** Called once, when the hello is accepted and the session opens (the server stops counting it as pending). */
+  welcomed?(): void
 }
 
 type State = 'awaiting_hello' | 'handshaking' | 'open' | 'closing' | 'closed'
@@ -241,6 +243,7 @@ export class Connection {
       this.#channel = { ...admitted.value, account }
       this.#ackedTo = record.accepted
       this.#state = 'open'
+      this.transport.welcomed?.()
       await this.#send({
         t: 'welcome',
         v: PROTOCOL_VERSION,

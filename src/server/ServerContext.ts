@@ -42,6 +42,16 @@ export type ServerMetrics = {
   backpressurePauses: number
   /** Most bytes ever queued to one socket and not yet handed to the OS: stays near `limits.sendHighWaterMark`. */
   peakQueuedBytes: number
+  /** WebSocket connections held now, pending and welcomed (≤ `limits.maxConnections`). */
+  openConnections: number
+  /** Connections upgraded and not yet welcomed (≤ `limits.maxPendingHandshakes`). */
+  pendingHandshakes: number
+  /** Upgrades refused with 503: the node held `limits.maxConnections`. */
+  refusedMaxConnections: number
+  /** Upgrades refused with 503: `limits.maxPendingHandshakes` connections were waiting for their welcome. */
+  refusedMaxPendingHandshakes: number
+  /** Upgrades refused with 429: the remote address held `limits.maxConnectionsPerIp`. */
+  refusedMaxConnectionsPerIp: number
 }
 
 /** Everything a connection depends on, built once by createServer. */

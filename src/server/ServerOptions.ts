@@ -19,6 +19,22 @@ export type Limits = {
   sendHighWaterMark: number
   /** Largest `maxTokens` a request may ask for. Default 32,768. */
   maxTokensPerRequest: number
+  /**
+   * WebSocket connections one node holds at once, pending and welcomed; past it an upgrade is refused with
+   * 503 before any work. Default 20,000.
+   */
+  maxConnections: number
+  /**
+   * Connections upgraded but not yet welcomed (each holds a challenge and lives up to `handshakeTimeoutMs`);
+   * past it an upgrade is refused with 503. Default 1,000.
+   */
+  maxPendingHandshakes: number
+  /**
+   * Connections, pending and welcomed, from one remote address (loopback included; an IPv6 address counts
+   * as its /64, which one host usually holds whole); past it an upgrade is refused with 429. Behind a
+   * reverse proxy every client shares the proxy's address: raise it there. Default 1,000.
+   */
+  maxConnectionsPerIp: number
 }
 
 export const defaultLimits: Limits = {
@@ -29,6 +45,9 @@ export const defaultLimits: Limits = {
   pingIntervalMs: 15_000,
   sendHighWaterMark: 256 * 1024,
   maxTokensPerRequest: 32_768,
+  maxConnections: 20_000,
+  maxPendingHandshakes: 1_000,
+  maxConnectionsPerIp: 1_000,
 }
 
 /** What a server sells and on which terms. */

@@ -1,5 +1,5 @@
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { createLeaseKeeper, type LeaseOwner } from '../cluster/LeaseKeeper.js'
 import { createMemoryLeases, type SessionLeases } from '../cluster/Leases.js'
@@ -88,6 +88,11 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     junkFrames: 0,
     backpressurePauses: 0,
     peakQueuedBytes: 0,
+    openConnections: 0,
+    pendingHandshakes: 0,
+    refusedMaxConnections: 0,
+    refusedMaxPendingHandshakes: 0,
+    refusedMaxConnectionsPerIp: 0,
   }
   const registry = createSessionRegistry()
   const cluster = options.cluster ?? { leases: createMemoryLeases(), nodeId: 'local' }
@@ -144,21 +149,60 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
   let accepting = true
   let closing: Promise<void> | null = null
 
-  http.on('upgrade', (request, socket, head) => {
-    if (!accepting || new URL(request.url ?? '/', 'http://x').pathname !== '/v1/stream') {
-      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n')
-      return
+  /*
+   * Connection accounting (SECURITY rows 25–27, 32): every upgraded socket holds a slot of the node, of its
+   * remote address and, until its hello is welcomed, a pending slot. The checks come before the WebSocket
+   * handshake, so a refused upgrade costs no challenge, no timer and no Connection. A slot is freed when the
+   * TCP socket closes (the pending one at the welcome, if sooner), whatever closed it.
+   */
+  const perAddress = new Map<string, number>()
+
+  http.on('upgrade', (request, socket: Socket, head) => {
+    // Node removes its own error listener from an upgraded socket: a reset peer must not crash the process.
+    socket.on('error', () => {})
+    if (socket.destroyed) return
+    if (!accepting || new URL(request.url ?? '/', 'http://x').pathname !== '/v1/stream') return refuse(socket, 404, 'not found')
+    const address = addressKey(socket.remoteAddress)
+    const fromAddress = perAddress.get(address) ?? 0
+    if (fromAddress >= limits.maxConnectionsPerIp) {
+      metrics.refusedMaxConnectionsPerIp++
+      return refuse(socket, 429, 'too many connections from this address')
     }
-    wss.handleUpgrade(request, socket, head, (ws) => attach(ws))
+    if (metrics.openConnections >= limits.maxConnections) {
+      metrics.refusedMaxConnections++
+      return refuse(socket, 503, 'the server holds its maximum of connections')
+    }
+    if (metrics.pendingHandshakes >= limits.maxPendingHandshakes) {
+      metrics.refusedMaxPendingHandshakes++
+      return refuse(socket, 503, 'too many connections waiting for their hello')
+    }
+    perAddress.set(address, fromAddress + 1)
+    metrics.openConnections++
+    metrics.pendingHandshakes++
+    let pending = true
+    const welcomed = () => {
+      if (!pending) return
+      pending = false
+      metrics.pendingHandshakes--
+    }
+    socket.once('close', () => {
+      welcomed()
+      metrics.openConnections--
+      const left = (perAddress.get(address) ?? 1) - 1
+      if (left > 0) perAddress.set(address, left)
+      else perAddress.delete(address)
+    })
+    wss.handleUpgrade(request, socket, head, (ws) => attach(ws, welcomed))
   })
 
-  function attach(ws: WebSocket): void {
+  function attach(ws: WebSocket, welcomed: () => void): void {
     metrics.connections++
     let alive = true
     const connection = new Connection(context, {
       send: (data, callback) => ws.send(data, { binary: true }, callback),
       close: (code, reason) => ws.close(code, reason),
       terminate: () => ws.terminate(),
+      welcomed,
     })
     live.set(ws, connection)
     ws.on('message', (data: Buffer, isBinary) => {
@@ -218,6 +262,35 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     await Promise.all(connections.map((connection) => connection.whenClosed()))
     await leases.close()
   }
+}
+
+/** Answers an upgrade request with `status` and a short reason, then drops the socket. */
+function refuse(socket: Socket, status: number, reason: string): void {
+  socket.once('finish', () => socket.destroy())
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\n` +
+      `content-length: ${Buffer.byteLength(reason)}\r\n${status === 404 ? '' : 'retry-after: 1\r\n'}\r\n${reason}`,
+  )
+}
+
+/**
+ * The key a remote address is counted under for `maxConnectionsPerIp`: an IPv4 address (also when mapped
+ * into IPv6) as it is, loopback included; an IPv6 address as its /64, which one host usually holds whole.
+ */
+function addressKey(address: string | undefined): string {
+  if (!address) return 'unknown'
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return mapped[1]!
+  if (!address.includes(':')) return address
+  const [head = '', tail] = address.replace(/%.*$/, '').split('::')
+  const groups = (part: string | undefined) => (part ? part.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : [])
+  const before = groups(head)
+  const after = groups(tail)
+  const full = tail === undefined ? before : [...before, ...Array<string>(Math.max(0, 8 - before.length - after.length)).fill('0'), ...after]
+  return `${full
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`
 }
 
 function route(offer: Offer, request: IncomingMessage, response: ServerResponse): void {

@@ -1,5 +1,5 @@
-// Transport and per-channel limits, end to end (SECURITY.md rows 26–27, and the request limits of
-// ServerOptions.Limits): real sockets against a real server on an in-process chain. Every limit is made small
+// Transport, connection and per-channel limits, end to end (SECURITY.md rows 25–27 and 32, and the request
+// and connection limits of ServerOptions.Limits): real sockets against a real server on an in-process chain. Every limit is made small
 // through the server's options so the file runs in seconds. While each attack runs, a paying bystander
 // streams request after request and its ledger stays exact to the base unit.
 import { randomBytes } from 'node:crypto'
@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import * as ChannelId from '../../src/protocol/ChannelId.js'
 import { decodeServerFrame, encode } from '../../src/protocol/codec.js'
 import * as Frames from '../../src/protocol/Frames.js'
+import type { ServerFrame } from '../../src/protocol/Frame.js'
 import * as Hello from '../../src/protocol/Hello.js'
+import { defaultLimits, resolveLimits } from '../../src/server/ServerOptions.js'
 import { createBystander, type Bystander } from '../support/bystander.js'
 import { connectRaw, openRaw, until, type RawClient } from '../support/rawClient.js'
 import { recordingStore } from '../support/recordingStore.js'
@@ -66,8 +68,12 @@ type TcpPeer = {
 
 /** A TCP connection to the server that writes only what the test tells it to and records what it receives. */
 function tcpPeer(): Promise<TcpPeer> {
-  const { hostname, port } = new URL(stack.node.server.url)
-  const socket = connectTcp(Number(port), hostname)
+  return tcpPeerTo(stack)
+}
+
+function tcpPeerTo(to: Stack, localAddress?: string): Promise<TcpPeer> {
+  const { hostname, port } = new URL(to.node.server.url)
+  const socket = connectTcp({ port: Number(port), host: hostname, ...(localAddress ? { localAddress } : {}) })
   let head = Buffer.alloc(0)
   let body = Buffer.alloc(0)
   let upgraded = false
@@ -105,7 +111,11 @@ function tcpPeer(): Promise<TcpPeer> {
 }
 
 function upgradeRequest(): string {
-  const { host } = new URL(stack.node.server.url)
+  return upgradeRequestTo(stack)
+}
+
+function upgradeRequestTo(to: Stack): string {
+  const { host } = new URL(to.node.server.url)
   return [
     'GET /v1/stream HTTP/1.1',
     `Host: ${host}`,
@@ -328,5 +338,199 @@ describe('per-channel request limits', () => {
       expect(raw.all('done').map((d) => d.id)).toEqual([2])
       expect(raw.closeInfo).toBeUndefined()
       raw.close()
+    }))
+})
+
+describe('connection limits (rows 25–27, 32)', () => {
+  // A node of its own, so the counts are exact: the bystander's session holds one of its connections.
+  // Linux routes all of 127.0.0.0/8 to loopback, so clients bind 127.0.0.x to be several addresses.
+  const MAX_CONNECTIONS = 6
+  const MAX_PER_IP = 4
+  const MAX_PENDING = 3
+  const HOME = '127.0.0.1' // the bystander's address
+  let caps: Stack
+  let capsStore: ReturnType<typeof recordingStore>
+  let capsStreamer: Bystander
+  /** Channels for sessions the tests open and hold (one live session per channel). */
+  let channels: TestClient[]
+
+  beforeAll(async () => {
+    capsStore = recordingStore()
+    caps = await startStack({
+      node: {
+        store: capsStore,
+        limits: { maxConnections: MAX_CONNECTIONS, maxConnectionsPerIp: MAX_PER_IP, maxPendingHandshakes: MAX_PENDING },
+      },
+    })
+    const paying = await caps.newClient(10_000_000n)
+    capsStreamer = createBystander({ session: paying.session, channelId: paying.channelId, store: capsStore, model: MODEL, tokens: BYSTANDER_TOKENS })
+    channels = [await caps.newClient(10_000n, { connect: false }), await caps.newClient(10_000n, { connect: false })]
+  })
+  afterAll(() => caps?.close())
+
+  type Peer = { ws: WebSocket; frames: ServerFrame[]; welcome(client: TestClient): Promise<void>; drop(): Promise<void> }
+  type Dialed = { peer: Peer; refused?: undefined } | { peer?: undefined; refused: { status: number; body: string } }
+
+  /** Opens a WebSocket from `localAddress`: the peer once its challenge arrived, or the HTTP refusal. */
+  function dial(localAddress: string): Promise<Dialed> {
+    const ws = new WebSocket(caps.offer.websocket, { perMessageDeflate: false, localAddress })
+    ws.on('error', () => {})
+    const frames: ServerFrame[] = []
+    const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()))
+    const metrics = caps.node.server.metrics
+    const peer: Peer = {
+      ws,
+      frames,
+      async welcome(client) {
+        const deployment = { chainId: caps.offer.chainId, escrow: caps.offer.escrow }
+        const challenge = frames.find((f) => f.t === 'challenge')!
+        if (challenge.t !== 'challenge') throw new Error('no challenge')
+        const proof = await Hello.sign(client.key.account, deployment, { channelId: client.channelId, challenge: challenge.nonce })
+        ws.send(encode(Frames.hello({ chain: caps.offer.chain, channel: client.params, proof: hexToBytes(proof) })))
+        await until(() => frames.some((f) => f.t === 'welcome' || f.t === 'error'), 5_000, 'the welcome')
+        expect(frames.map((f) => (f.t === 'error' ? `error(${f.code})` : f.t))).toEqual(['challenge', 'welcome'])
+      },
+      async drop() {
+        const open = metrics.openConnections
+        ws.terminate()
+        await closed
+        await until(() => metrics.openConnections < open, 2_000, 'the server to free the connection')
+      },
+    }
+    return new Promise((resolve, reject) => {
+      ws.on('message', (data: Buffer) => {
+        const decoded = decodeServerFrame(new Uint8Array(data))
+        if (!decoded.ok) return reject(new Error(decoded.reason))
+        frames.push(decoded.value)
+        if (frames.length === 1) resolve({ peer })
+      })
+      ws.once('unexpected-response', (request, response) => {
+        let body = ''
+        response.setEncoding('utf8')
+        response.on('data', (chunk: string) => (body += chunk))
+        response.on('end', () => {
+          resolve({ refused: { status: response.statusCode!, body } })
+          request.destroy()
+        })
+      })
+      void closed.then(() => reject(new Error('closed before the challenge or a refusal')))
+    })
+  }
+  async function accepted(localAddress: string): Promise<Peer> {
+    const dialed = await dial(localAddress)
+    if (!dialed.peer) throw new Error(`refused: ${dialed.refused.status} ${dialed.refused.body}`)
+    return dialed.peer
+  }
+  async function refused(localAddress: string): Promise<{ status: number; body: string }> {
+    const dialed = await dial(localAddress)
+    if (!dialed.refused) {
+      dialed.peer.ws.terminate()
+      throw new Error('the upgrade was accepted')
+    }
+    return dialed.refused
+  }
+  /** Runs `attack` while the bystander streams, then drops what it left open and checks only the bystander remains. */
+  const underLimits = (attack: (held: Peer[]) => Promise<void>) =>
+    capsStreamer.whileStreaming(async () => {
+      const held: Peer[] = []
+      try {
+        await attack(held)
+      } finally {
+        await Promise.all(held.map((peer) => peer.drop()))
+      }
+      const { metrics } = caps.node.server
+      await until(() => metrics.openConnections === 1 && metrics.pendingHandshakes === 0, 2_000, 'only the bystander to remain')
+    })
+
+  test('the limits default on, are documented and are validated eagerly', async () => {
+    expect(defaultLimits).toMatchObject({ maxConnections: 20_000, maxPendingHandshakes: 1_000, maxConnectionsPerIp: 1_000 })
+    for (const name of ['maxConnections', 'maxPendingHandshakes', 'maxConnectionsPerIp'] as const)
+      for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => resolveLimits({ [name]: bad })).toThrow(`limits.${name}`)
+  })
+
+  test('the (N+1)th pending handshake is refused with 503 while N sockets sit unauthenticated; a welcome or a close frees a slot', () =>
+    underLimits(async (held) => {
+      const { metrics } = caps.node.server
+      for (let i = 0; i < MAX_PENDING; i++) held.push(await accepted('127.0.0.2'))
+      expect(metrics.pendingHandshakes).toBe(MAX_PENDING)
+      const before = metrics.refusedMaxPendingHandshakes
+      const refusal = await refused('127.0.0.3')
+      expect(refusal.status).toBe(503)
+      expect(refusal.body).toMatch(/waiting for their hello/)
+      expect(metrics.refusedMaxPendingHandshakes).toBe(before + 1)
+      expect(metrics.pendingHandshakes).toBe(MAX_PENDING)
+
+      // One of them is welcomed: it is no longer pending, and a new upgrade is accepted.
+      await held[0]!.welcome(channels[0]!)
+      expect(metrics.pendingHandshakes).toBe(MAX_PENDING - 1)
+      held.push(await accepted('127.0.0.3'))
+      expect((await refused('127.0.0.3')).status).toBe(503)
+
+      // One of them closes: again a slot.
+      await held[1]!.drop()
+      expect(metrics.pendingHandshakes).toBe(MAX_PENDING - 1)
+      held.push(await accepted('127.0.0.3'))
+      expect(metrics.pendingHandshakes).toBe(MAX_PENDING)
+      expect(metrics.refusedMaxPendingHandshakes).toBe(before + 2)
+      // The welcomed session serves.
+      expect(held[0]!.frames.at(-1)?.t).toBe('welcome')
+    }))
+
+  test('past maxConnections an upgrade is refused with 503 (whoever asks, even mid-reset), and accepted again once one closes', () =>
+    underLimits(async (held) => {
+      const { metrics } = caps.node.server
+      // The bystander, two welcomed sessions and MAX_PENDING pending sockets, spread over two addresses.
+      for (const client of channels) {
+        const peer = await accepted('127.0.0.2')
+        held.push(peer)
+        await peer.welcome(client)
+      }
+      for (let i = 0; i < MAX_PENDING; i++) held.push(await accepted('127.0.0.3'))
+      expect(metrics.openConnections).toBe(MAX_CONNECTIONS)
+      const before = metrics.refusedMaxConnections
+      const refusal = await refused('127.0.0.4')
+      expect(refusal.status).toBe(503)
+      expect(refusal.body).toMatch(/maximum of connections/)
+      expect(metrics.refusedMaxConnections).toBe(before + 1)
+
+      // Peers that send an upgrade and reset at once, while the node is full: refused, and the process lives.
+      const resets = await Promise.all(Array.from({ length: 20 }, () => tcpPeerTo(caps, '127.0.0.5')))
+      for (const peer of resets) {
+        peer.socket.write(upgradeRequestTo(caps))
+        peer.socket.resetAndDestroy()
+      }
+      await Promise.all(resets.map((peer) => peer.closedAt))
+      expect((await fetch(`${caps.node.server.url}/healthz`)).status).toBe(200)
+      expect(metrics.openConnections).toBe(MAX_CONNECTIONS)
+
+      await held.pop()!.drop()
+      held.push(await accepted('127.0.0.4'))
+      expect(metrics.openConnections).toBe(MAX_CONNECTIONS)
+      expect((await refused('127.0.0.4')).status).toBe(503)
+    }))
+
+  test('past maxConnectionsPerIp an upgrade from that address is refused with 429; other addresses are served, and a close frees a slot', () =>
+    underLimits(async (held) => {
+      const { metrics } = caps.node.server
+      // The bystander, a welcomed session and two pending sockets, all from the bystander's address.
+      const session = await accepted(HOME)
+      held.push(session)
+      await session.welcome(channels[0]!)
+      for (let i = 0; i < MAX_PER_IP - 2; i++) held.push(await accepted(HOME))
+      expect(metrics.pendingHandshakes).toBeLessThan(MAX_PENDING)
+      expect(metrics.openConnections).toBeLessThan(MAX_CONNECTIONS)
+      const before = metrics.refusedMaxConnectionsPerIp
+      const refusal = await refused(HOME)
+      expect(refusal.status).toBe(429)
+      expect(refusal.body).toMatch(/from this address/)
+      expect(metrics.refusedMaxConnectionsPerIp).toBe(before + 1)
+
+      // Another address is served.
+      held.push(await accepted('127.0.0.2'))
+      // A connection from the full address closes: that address is served again.
+      await held.splice(1, 1)[0]!.drop()
+      held.push(await accepted(HOME))
+      expect((await refused(HOME)).status).toBe(429)
+      expect(metrics.refusedMaxConnectionsPerIp).toBe(before + 2)
     }))
 })
