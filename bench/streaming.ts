@@ -155,7 +155,6 @@ const serverMemory = () => {
   return process.memoryUsage()
 }
 
-/** Runs a client phase, measuring the server's event-loop utilization over it. */
 /** The server's event-loop utilization and delay from now until `stop()`. */
 function loopMonitor() {
   const before = eventLoop.eventLoopUtilization()

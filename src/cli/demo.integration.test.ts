@@ -7,6 +7,7 @@ test('the demo bills, signs and pays the same amount to the base unit, and repor
   expect(report.tokensStreamed).toBe(120)
   expect(report.billed).toBeGreaterThan(0n)
   expect(report.signed).toBe(report.billed)
+  expect(report.accepted).toBe(report.billed)
   expect(report.payeeBalance).toBe(report.billed)
   expect(report.vouchers).toMatchObject({ sent: 120, received: 120, verified: 120 })
   expect(report.perAgent).toHaveLength(3)

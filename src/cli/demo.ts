@@ -18,8 +18,8 @@ import { createMemoryChannelStore } from '../store/MemoryChannelStore.js'
  * The main job: everything in one process on an in-process Hardhat chain. Deploy the escrow and a test
  * USDC, start a server node, let N agents open channels and stream tokens paying one voucher per token,
  * settle all channels in batches, close them, and report what happened — and check, to the base unit, that
- * three independent books agree: what the server metered (billed), what the agents' own meters signed for,
- * and what the payee holds on-chain.
+ * the books agree: what the server billed (its done frames), what its ledger store holds as paid (the
+ * accepted vouchers), what the agents' own meters signed for, and what the payee holds on-chain.
  */
 
 export type DemoOptions = {
@@ -36,8 +36,10 @@ export type DemoOptions = {
 export type DemoReport = {
   agents: number
   tokensStreamed: number
-  /** What the server metered, summed over the channels (its running totals in the done frames). */
+  /** What the server billed, summed over the channels (its running totals in the done frames). */
   billed: bigint
+  /** The server's ledger: the accepted (durable) vouchers in its store, summed over the channels. */
+  accepted: bigint
   /** What the agents signed for, by their own meters. */
   signed: bigint
   vouchers: { sent: number; received: number; verified: number; verifications: number; coalesced: number }
@@ -68,12 +70,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const usdc = await chain.deploy(deployer, TestUSDC)
   out(`  escrow ${escrow}\n  test USDC ${usdc}`)
 
+  const store = options.store ?? createMemoryChannelStore()
   const node = await startNode({
     publicClient: chain.publicClient,
     walletClient: chain.walletClient(payee),
     escrow,
     offer: { asset: usdc, prices: { [MODEL]: { input: inputPrice, output: outputPrice } }, minDeposit: 1n },
-    store: options.store ?? createMemoryChannelStore(),
+    store,
     source: DemoSource.create({ tokens: Number.POSITIVE_INFINITY }),
     verifier: { mode: 'pool' },
     settlement: { claimThreshold: 1n, maxBatch: 50 },
@@ -102,7 +105,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       { offer, deposit, signer: key.address, confirmations: 0 },
     )
     openGas += await gasOf(chain, opened.transactionHash)
-    sessions.push({ agent, payer, session: await connect({ offer, params: opened.params, key }) })
+    sessions.push({ agent, payer, session: await connect({ offer, params: opened.params, key, priorSpend: 0n }) })
     progress(out, 'opened', agent + 1, agents)
   }
 
@@ -143,6 +146,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const metrics = node.server.metrics
   const billed = perAgent.reduce((sum, a) => sum + a.billed, 0n)
   const signed = sessions.reduce((sum, { session }) => sum + session.signed, 0n)
+  let accepted = 0n
+  for (const { session } of sessions) accepted += (await store.get(session.channelId))?.accepted ?? 0n
   const refunded = perAgent.reduce((sum, a) => sum + a.refunded, 0n)
   const payeeBalance = (await chain.publicClient.readContract({
     address: usdc,
@@ -155,6 +160,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     tokensStreamed: streamed,
     billed,
     signed,
+    accepted,
     vouchers: {
       sent: sessions.reduce((sum, s) => sum + s.session.vouchersSent, 0),
       received: metrics.vouchersReceived,
@@ -173,8 +179,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   printReport(out, report)
   await node.close()
   await chain.close()
-  if (payeeBalance !== billed || signed !== billed)
-    throw new Error(`the books disagree: billed ${billed}, signed ${signed}, payee balance ${payeeBalance}`)
+  if (payeeBalance !== billed || signed !== billed || accepted !== billed)
+    throw new Error(`the books disagree: billed ${billed}, accepted ${accepted}, signed ${signed}, payee balance ${payeeBalance}`)
   const unpaid = perAgent.find((a) => a.paid !== a.billed)
   if (unpaid) throw new Error(`agent ${unpaid.agent}: billed ${unpaid.billed}, paid on-chain ${unpaid.paid}`)
   return report
@@ -211,7 +217,8 @@ function printReport(out: (line: string) => void, r: DemoReport): void {
   out('═══ Sluice demo report ═══')
   out(`agents                 ${r.agents}`)
   out(`tokens billed          ${r.tokensStreamed} output tokens (+ input)`)
-  out(`total billed           ${usdc(r.billed)} (server's meter)`)
+  out(`total billed           ${usdc(r.billed)} (the server's done frames)`)
+  out(`server ledger          ${usdc(r.accepted)} ${r.accepted === r.billed ? '(= billed ✓)' : '(≠ billed ✗)'} (accepted vouchers in its store)`)
   out(`signed by agents       ${usdc(r.signed)} ${r.signed === r.billed ? '(= billed ✓)' : '(≠ billed ✗)'} (agents' own meters)`)
   out(`payee on-chain balance ${usdc(r.payeeBalance)} ${r.payeeBalance === r.billed ? '(= billed ✓)' : '(≠ billed ✗)'}`)
   out(`refunded to agents     ${usdc(r.refunded)}`)

@@ -37,7 +37,7 @@ describe('ClientMeter', () => {
   test('limit: base + input allowance + output received, at the model prices', () => {
     const meter = new ClientMeter(prices, 100n)
     expect(meter.limit()).toBe(100n)
-    meter.start(1, 'm', [user('Hello, world')]) // allowance 46
+    meter.start(1, 'm', [user('Hello, world')], 1_000_000) // allowance 46
     expect(meter.limit()).toBe(146n)
     meter.received(1, 3)
     expect(meter.limit()).toBe(152n)
@@ -48,20 +48,20 @@ describe('ClientMeter', () => {
 
   test('a custom allowance replaces the default', () => {
     const meter = new ClientMeter(prices, 0n, { inputAllowance: (messages) => BigInt(estimateInputTokens(messages)) })
-    meter.start(1, 'm', [user('Hello, world')])
+    meter.start(1, 'm', [user('Hello, world')], 1_000_000)
     expect(meter.limit()).toBe(7n)
-    expect(() => meter.start(2, 'm', [])).not.toThrow()
+    expect(() => meter.start(2, 'm', [], 1_000_000)).not.toThrow()
     const bad = new ClientMeter(prices, 0n, { inputAllowance: () => -1n })
-    expect(() => bad.start(1, 'm', [])).toThrow(RangeError)
+    expect(() => bad.start(1, 'm', [], 1_000_000)).toThrow(RangeError)
   })
 
   test('finish: agrees to the charge within the bound; above it, agrees to the bound and returns false', () => {
     const meter = new ClientMeter(prices, 0n)
-    meter.start(1, 'm', [user('Hello, world')])
+    meter.start(1, 'm', [user('Hello, world')], 1_000_000)
     meter.received(1, 10)
     expect(meter.finish(1, 27n)).toBe(true) // 7 input + 20 output: the honest charge
     expect(meter.base).toBe(27n)
-    meter.start(2, 'm', [user('Hello, world')])
+    meter.start(2, 'm', [user('Hello, world')], 1_000_000)
     meter.received(2, 10)
     expect(meter.finish(2, 1_000n)).toBe(false)
     expect(meter.base).toBe(27n + 46n + 20n)
@@ -71,7 +71,7 @@ describe('ClientMeter', () => {
 
   test('a model without a price is agreed at zero', () => {
     const meter = new ClientMeter(prices, 0n)
-    meter.start(1, 'unknown', [user('Hello')])
+    meter.start(1, 'unknown', [user('Hello')], 1_000_000)
     meter.received(1, 10)
     expect(meter.limit()).toBe(0n)
     expect(meter.finish(1, 1n)).toBe(false)
@@ -81,7 +81,7 @@ describe('ClientMeter', () => {
     const meter = new ClientMeter({ m: { input: Price.perToken('0.1'), output: Price.perToken('0.3') } }, 0n, {
       inputAllowance: () => 1n,
     })
-    meter.start(1, 'm', [])
+    meter.start(1, 'm', [], 1_000_000)
     meter.received(1, 1)
     expect(meter.limit()).toBe(1n) // 0.4
     meter.received(1, 2)
@@ -90,9 +90,19 @@ describe('ClientMeter', () => {
     expect(meter.limit()).toBe(2n) // 1.3
   })
 
+  test('output past the request\'s maxTokens is never agreed to', () => {
+    const meter = new ClientMeter(prices, 0n, { inputAllowance: () => 0n })
+    meter.start(1, 'm', [], 3)
+    meter.received(1, 2)
+    meter.received(1, 5)
+    expect(meter.bound(1)).toBe(6n) // 3 tokens at 2
+    expect(meter.finish(1, 8n)).toBe(false)
+    expect(meter.base).toBe(6n)
+  })
+
   test('reset forgets active requests and only ever raises the base', () => {
     const meter = new ClientMeter(prices, 50n)
-    meter.start(1, 'm', [])
+    meter.start(1, 'm', [], 1_000_000)
     meter.received(1, 5)
     meter.reset(40n)
     expect(meter.base).toBe(50n)
@@ -114,7 +124,7 @@ describe('ClientMeter', () => {
         let bound = base
         requests.forEach((r, id) => {
           const messages = [user(r.content)]
-          meter.start(id, 'm', messages)
+          meter.start(id, 'm', messages, 1_000_000)
           bound += defaultInputAllowance(messages)
           for (const count of r.frames) {
             meter.received(id, count)

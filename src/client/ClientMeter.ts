@@ -1,6 +1,6 @@
 import * as Meter from '../protocol/Meter.js'
 import type { PriceSchedule } from '../protocol/PriceSchedule.js'
-import type { Message } from '../server/upstream/TokenSource.js'
+import { estimateInputTokens, type Message } from '../server/upstream/TokenSource.js'
 
 /*
  * The client's own meter: what it agrees it owes, computed from what it actually received at the agreed
@@ -35,9 +35,7 @@ const utf8Length = (text: string) => BigInt(encoder.encode(text).length)
  * defaultInputAllowance([{ role: 'user', content: 'Hello, world' }]) // 2 × (3 + 4) + 32 = 46n
  */
 export function defaultInputAllowance(messages: readonly Message[]): bigint {
-  let estimate = 0n
-  for (const message of messages) estimate += (utf8Length(message.content) + 3n) / 4n + 4n
-  return 2n * estimate + INPUT_ALLOWANCE_PER_REQUEST
+  return 2n * BigInt(estimateInputTokens(messages)) + INPUT_ALLOWANCE_PER_REQUEST
 }
 
 /**
@@ -50,7 +48,7 @@ export function maxInputTokens(messages: readonly Message[]): bigint {
   return total
 }
 
-type ActiveRequest = { inputBound: bigint; outputTokens: bigint; model: string }
+type ActiveRequest = { inputBound: bigint; outputTokens: bigint; maxOutputTokens: bigint; model: string }
 
 export type ClientMeterOptions = {
   /** Most input tokens a request may bill. Default {@link defaultInputAllowance}. */
@@ -76,17 +74,21 @@ export class ClientMeter {
     return this.#base
   }
 
-  start(id: number, model: string, messages: readonly Message[]): void {
+  /** Opens request `id`: it may bill its input allowance and at most `maxTokens` output tokens. */
+  start(id: number, model: string, messages: readonly Message[], maxTokens: number): void {
     const inputBound = this.#inputAllowance(messages)
     if (typeof inputBound !== 'bigint' || inputBound < 0n)
       throw new RangeError(`inputAllowance must return a non-negative bigint, got ${String(inputBound)}`)
-    this.#active.set(id, { inputBound, outputTokens: 0n, model })
+    if (!Number.isSafeInteger(maxTokens) || maxTokens < 0) throw new RangeError(`maxTokens must be a non-negative integer, got ${maxTokens}`)
+    this.#active.set(id, { inputBound, outputTokens: 0n, maxOutputTokens: BigInt(maxTokens), model })
   }
 
-  /** Records output tokens received for a request (ignored unless the request is active). */
+  /** Records output tokens received for a request (ignored unless active; never past its `maxTokens`). */
   received(id: number, tokens: number): void {
     const request = this.#active.get(id)
-    if (request && Number.isSafeInteger(tokens) && tokens > 0) request.outputTokens += BigInt(tokens)
+    if (!request || !Number.isSafeInteger(tokens) || tokens <= 0) return
+    const total = request.outputTokens + BigInt(tokens)
+    request.outputTokens = total < request.maxOutputTokens ? total : request.maxOutputTokens
   }
 
   /** The most the client agrees it owes right now. */

@@ -1,4 +1,4 @@
-import { bytesToHex, hashMessage, hexToBytes, isHex, type Address, type Hex } from 'viem'
+import { bytesToHex, hexToBytes, type Address, type Hex } from 'viem'
 import { BaseError } from '../errors/BaseError.js'
 import * as ChannelId from '../protocol/ChannelId.js'
 import type { ChannelParams } from '../protocol/ChannelParams.js'
@@ -8,8 +8,7 @@ import * as Frames from '../protocol/Frames.js'
 import * as Hello from '../protocol/Hello.js'
 import * as Price from '../protocol/Price.js'
 import * as PriceSchedule from '../protocol/PriceSchedule.js'
-import { recoverAddress } from '../protocol/recoverAddress.js'
-import { canonicalReceipt } from '../protocol/Receipt.js'
+import { canonicalReceipt, verifyReceipt } from '../protocol/Receipt.js'
 import { ClientMeter, type InputAllowance } from './ClientMeter.js'
 import type { ClientOffer } from './discover.js'
 import type { SessionKey } from './SessionKey.js'
@@ -169,15 +168,33 @@ export class Session {
     /** Whether the done frame has arrived, and its charge was within the request's bound. */
     let doneArrived = false
     let withinBound = true
+    // Started before anything can throw or a frame arrive (an allowance that throws leaves nothing behind).
+    meter.start(id, request.model, request.messages, request.maxTokens)
+    const startSpent = this.spent
+    const cap = this.parameters.caps?.maxPerRequest
+    /** The per-request cap was passed: the request is cancelled and #abandon meters what is still in flight. */
+    let capped = false
     const listener: Listener = (frame) => {
       // This request's frames, and errors that end every stream (fatal, the socket dropping, or the spend
       // cap and overcharging, which #onNeedVoucher raises for every stream waiting on the voucher it will
       // not sign).
       if (frame.t === 'error' ? (frame.id === undefined ? !endsEveryStream(frame) : frame.id !== id) : 'id' in frame && frame.id !== id)
         return
+      if (capped && frame.t !== 'error') return
       // Metered on arrival, so a later need-voucher is judged against everything delivered before it.
-      if (frame.t === 'tokens') this.#onTokens(meter, frame)
-      else if (frame.t === 'done' && !doneArrived) {
+      if (frame.t === 'tokens') {
+        this.#onTokens(meter, frame)
+        // The cap is checked on arrival too, not only as the caller reads: need-voucher is paid on arrival,
+        // so a slow reader must not let the request run on. Cancelled at once (after this frame's dispatch,
+        // so the drain does not meter it twice); what is already in flight is paid, as after any cancel.
+        if (cap !== undefined && BigInt(frame.charge) - startSpent > cap) {
+          capped = true
+          queueMicrotask(() => this.#abandon(id))
+          queue.push(Frames.error({ code: 'spend_cap_reached', message: `request ${id} passed its cap of ${cap}`, fatal: false }))
+          wake?.()
+          return
+        }
+      } else if (frame.t === 'done' && !doneArrived) {
         doneArrived = true
         withinBound = this.#onDone(meter, frame)
       } else if (frame.t === 'error' && frame.id === id) meter.finish(id, 0n)
@@ -185,8 +202,6 @@ export class Session {
       wake?.()
     }
     this.#listeners.add(listener)
-    meter.start(id, request.model, request.messages)
-    const startSpent = this.spent
     /** The server will send nothing more for this request (done, refused, or the connection ended). */
     let ended = false
     try {
@@ -198,7 +213,6 @@ export class Session {
         switch (frame.t) {
           case 'tokens': {
             const charge = BigInt(frame.charge)
-            this.#checkRequestCap(id, charge - startSpent)
             if (!this.#payClaim(meter, charge))
               throw new SessionError('overcharged', `the server's running charge ${charge} passes what this client metered`)
             yield { text: frame.text, count: frame.count, charge }
@@ -227,7 +241,7 @@ export class Session {
       }
     } finally {
       this.#listeners.delete(listener)
-      if (!ended && !doneArrived) this.#abandon(id)
+      if (!ended && !doneArrived && !capped) this.#abandon(id)
     }
   }
 
@@ -253,13 +267,6 @@ export class Session {
   disconnect(): void {
     this.#closed = true
     this.#socket?.close(1000)
-  }
-
-  #checkRequestCap(id: number, requestCharge: bigint): void {
-    const cap = this.parameters.caps?.maxPerRequest
-    // Thrown out of the stream, which cancels the request (#abandon).
-    if (cap !== undefined && requestCharge > cap)
-      throw new SessionError('spend_cap_reached', `request ${id} passed its cap of ${cap}`)
   }
 
   /**
@@ -329,8 +336,7 @@ export class Session {
       reason: done.reason,
     })
     if (body !== expected) throw new SessionError('receipt_invalid', `the receipt of request ${done.id} does not state its done frame`, body)
-    const recovered = isHex(signature) ? recoverAddress(hexToBytes(hashMessage(body)), hexToBytes(signature)) : null
-    if (!recovered || bytesToHex(recovered) !== signer.toLowerCase())
+    if (!verifyReceipt(done.receipt, signer))
       throw new SessionError('receipt_invalid', `the receipt of request ${done.id} is not signed by ${signer}`)
     return { signer, body, signature }
   }

@@ -1,4 +1,4 @@
-import type { Account, Address, Chain, Hash, Hex, PublicClient, Transport, WalletClient } from 'viem'
+import { isAddressEqual, type Account, type Address, type Chain, type Hash, type Hex, type PublicClient, type Transport, type WalletClient } from 'viem'
 import { createEvmEscrow } from '../chains/evm/EvmEscrow.js'
 import * as ChannelId from '../protocol/ChannelId.js'
 import type { ChannelParams } from '../protocol/ChannelParams.js'
@@ -49,7 +49,7 @@ export async function openChannel(
     chainId: offer.chainId,
   })
   const { reuse } = parameters
-  if (reuse && sameAddress(reuse.payee, offer.payee) && sameAddress(reuse.token, offer.asset) && sameAddress(reuse.signer, parameters.signer)) {
+  if (reuse && isAddressEqual(reuse.payee, offer.payee) && isAddressEqual(reuse.token, offer.asset) && isAddressEqual(reuse.signer, parameters.signer)) {
     const channelId = ChannelId.compute({ chainId: offer.chainId, escrow: offer.escrow }, reuse)
     const state = await escrow.readChannel(channelId)
     if (state.status === 'open' && state.closeRequestedAt === 0n && state.deposit - state.settled >= deposit)
@@ -66,8 +66,4 @@ export async function openChannel(
   }
   const opened = await escrow.open(params, deposit)
   return { params, channelId: opened.channelId, transactionHash: opened.transactionHash }
-}
-
-function sameAddress(a: Address, b: Address): boolean {
-  return a.toLowerCase() === b.toLowerCase()
 }

@@ -1,5 +1,6 @@
-import { verifyMessage, type Address, type Hex } from 'viem'
+import { bytesToHex, getAddress, hashMessage, hexToBytes, isAddressEqual, isHex, type Address, type Hex } from 'viem'
 import type { Receipt } from './Frame.js'
+import { recoverAddress } from './recoverAddress.js'
 
 /*
  * A receipt is the server's signed statement of what one request cost: the client can keep it as proof of
@@ -42,11 +43,25 @@ export function canonicalReceipt(body: ReceiptBody): string {
 }
 
 /**
+ * The address that signed `receipt` (EIP-191 personal_sign over its body), or null for a malformed or
+ * unrecoverable signature. Synchronous, with the native recovery of the voucher path.
+ *
+ * @example
+ * recoverSigner(done.receipt) // '0x…' — compare with the payee
+ */
+export function recoverSigner(receipt: Receipt): Address | null {
+  if (!isHex(receipt.signature)) return null
+  const address = recoverAddress(hexToBytes(hashMessage(receipt.body)), hexToBytes(receipt.signature))
+  return address ? getAddress(bytesToHex(address)) : null
+}
+
+/**
  * Checks that `receipt` was signed by `server`.
  *
  * @example
- * await verifyReceipt(done.receipt, offer.payee) // true
+ * verifyReceipt(done.receipt, offer.payee) // true
  */
-export function verifyReceipt(receipt: Receipt, server: Address): Promise<boolean> {
-  return verifyMessage({ address: server, message: receipt.body, signature: receipt.signature })
+export function verifyReceipt(receipt: Receipt, server: Address): boolean {
+  const signer = recoverSigner(receipt)
+  return signer !== null && isAddressEqual(signer, server)
 }

@@ -110,6 +110,22 @@ describe('spend caps', () => {
     expect(BigInt(done.spent)).toBe(before + INPUT + 10n)
   })
 
+  test('caps.maxPerRequest holds for a caller that reads slowly: the request is cancelled as its frames arrive', async () => {
+    const cap = 40n
+    const { session } = await stack.newClient(10_000n, { caps: { maxPerRequest: cap } })
+    // Read one chunk, then stall long enough for a whole stream of 500 tokens to be offered: need-voucher is
+    // paid as it arrives, so only the arrival-time cap stops the request from running on.
+    const stream = session.stream({ model: MODEL, messages, maxTokens: 500 })
+    await stream.next()
+    await sleep(1_000)
+    await expect(collect(stream)).rejects.toMatchObject({ name: 'SessionError', code: 'spend_cap_reached' })
+    await ledgerSquare(session)
+    // Cancelled at the first token past the cap; billed past it only what was in flight (one credit window).
+    expect(session.signed).toBeLessThanOrEqual(cap + stack.offer.creditWindow)
+    expect(session.spent).toBeLessThanOrEqual(cap + stack.offer.creditWindow)
+    expect(session.spent).toBeLessThan(INPUT + 2n * 500n)
+  })
+
   test('caps.maxSpend: the client never signs past it, and the stream stops with spend_cap_reached', async () => {
     const cap = 100n
     const { session } = await stack.newClient(10_000n, { caps: { maxSpend: cap } })
