@@ -18,6 +18,7 @@ import { createPostgresLeader } from '../cluster/PostgresLeader.js'
 import { createPostgresLeases } from '../cluster/PostgresLeases.js'
 import { withSessionTimeouts } from '../cluster/sessionTimeouts.js'
 import type { StartNodeOptions } from '../node/startNode.js'
+import type { Limits } from '../server/ServerOptions.js'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 
@@ -64,6 +65,10 @@ export async function runDeploy(args: string[]): Promise<void> {
  * With SLUICE_DATABASE_URL, nodes share PostgreSQL (schema `--schema`, or SLUICE_DATABASE_SCHEMA, default
  * `sluice`): the channel store, the session leases (`--lease-ttl-ms`, default 5 000) and the settlement
  * leader election. `--node-id` names the node (default `<hostname>-<pid>-<random>`).
+ *
+ * Connection limits (positive integers; defaults in ServerOptions.ts `defaultLimits`): `--max-connections`,
+ * `--max-connections-per-ip`, `--max-pending-handshakes`, `--max-pending-handshakes-per-ip`. Behind a reverse
+ * proxy every client shares the proxy's address: raise the per-address ones there.
  */
 export async function runServe(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -85,12 +90,17 @@ export async function runServe(args: string[]): Promise<void> {
       'node-id': { type: 'string' },
       schema: { type: 'string' },
       'lease-ttl-ms': { type: 'string', default: '5000' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-ip': { type: 'string' },
+      'max-pending-handshakes': { type: 'string' },
+      'max-pending-handshakes-per-ip': { type: 'string' },
     },
   })
   if (!values.escrow || !values.asset) throw new Error('--escrow and --asset are required')
   for (const flag of ['lease-ttl-ms', 'settle-interval-ms'] as const)
     if (!/^[1-9]\d*$/.test(values[flag])) throw new Error(`--${flag} must be a positive integer of milliseconds`)
   if (!values.price?.length) throw new Error('give at least one --price MODEL=INPUT/OUTPUT (base units per token)')
+  const limits = parseLimits(values)
   const { publicClient, walletClient } = await clientsFor(values.rpc)
   const log = createLogger()
   const upstreamKey = process.env.SLUICE_UPSTREAM_API_KEY
@@ -115,6 +125,7 @@ export async function runServe(args: string[]): Promise<void> {
     log,
     host: values.host,
     port: Number(values.port),
+    ...(Object.keys(limits).length > 0 ? { limits } : {}),
   })
   log.info(
     { url: node.server.url, websocket: node.server.websocketUrl, source: source.name, nodeId: node.nodeId, leading: node.leading },
@@ -130,6 +141,27 @@ export async function runServe(args: string[]): Promise<void> {
   // Only the settlement leader settles; a follower leaves it to the leader.
   if (node.leading) await node.settler.settleDue()
   await node.close()
+}
+
+/** The connection-limit flags and the server limit each sets; a flag not given leaves the default. */
+const limitFlags = {
+  'max-connections': 'maxConnections',
+  'max-connections-per-ip': 'maxConnectionsPerIp',
+  'max-pending-handshakes': 'maxPendingHandshakes',
+  'max-pending-handshakes-per-ip': 'maxPendingHandshakesPerIp',
+} as const satisfies Record<string, keyof Limits>
+
+/** Parses the connection-limit flags (positive integers); only those given are returned. */
+export function parseLimits(values: Partial<Record<keyof typeof limitFlags, string>>): Partial<Limits> {
+  const limits: Partial<Limits> = {}
+  for (const [flag, name] of Object.entries(limitFlags) as [keyof typeof limitFlags, keyof Limits][]) {
+    const value = values[flag]
+    if (value === undefined) continue
+    if (!/^[1-9]\d*$/.test(value) || !Number.isSafeInteger(Number(value)))
+      throw new Error(`--${flag} must be a positive integer (got ${JSON.stringify(value)})`)
+    limits[name] = Number(value)
+  }
+  return limits
 }
 
 /**

@@ -38,8 +38,12 @@ export type Transport = {
   send(data: Uint8Array, callback: (error?: Error) => void): void
   close(code: number, reason: string): void
   terminate(): void
-  /** Called once, when the hello is accepted and the session opens (the server stops counting it as pending). */
-  welcomed?(): void
+  /**
+   * Called once, when the connection stops being pending (the server stops counting it as a pending
+   * handshake): its hello was accepted and the session opened, or it closed before that (handshake timeout,
+   * a refused hello, the peer leaving), without waiting for the socket to finish closing.
+   */
+  leftPending?(): void
 }
 
 type State = 'awaiting_hello' | 'handshaking' | 'open' | 'closing' | 'closed'
@@ -48,6 +52,8 @@ export const CloseCode = { normal: 1000, goingAway: 1001, policy: 1008, tooBig: 
 
 export class Connection {
   #state: State = 'awaiting_hello'
+  /** Until welcomed or closed: counted by the server as a pending handshake. */
+  #pending = true
   readonly #challenge = randomBytes(32)
   readonly #handshakeTimer: NodeJS.Timeout
   #channel: (Admitted & { account: ChannelAccount }) | undefined
@@ -104,6 +110,7 @@ export class Connection {
     if (this.#state === 'closed') return
     this.#state = 'closed'
     clearTimeout(this.#handshakeTimer)
+    this.#leavePending()
     for (const controller of this.#requests.values()) controller.abort(new Error('connection closed'))
     for (const wake of this.#drainWaiters.splice(0)) wake()
     if (this.#claimed) this.context.registry.release(this.#claimed, this)
@@ -243,7 +250,7 @@ export class Connection {
       this.#channel = { ...admitted.value, account }
       this.#ackedTo = record.accepted
       this.#state = 'open'
-      this.transport.welcomed?.()
+      this.#leavePending()
       await this.#send({
         t: 'welcome',
         v: PROTOCOL_VERSION,
@@ -399,6 +406,12 @@ export class Connection {
 
   #error({ code, message, id }: { code: string; message: string; id?: number }): void {
     void this.#send({ ...errorFrame(code, message, false), ...(id === undefined ? {} : { id }) })
+  }
+
+  #leavePending(): void {
+    if (!this.#pending) return
+    this.#pending = false
+    this.transport.leftPending?.()
   }
 
   #fatal(code: string, message: string, closeCode: number): void {

@@ -52,6 +52,8 @@ export type ServerMetrics = {
   refusedMaxPendingHandshakes: number
   /** Upgrades refused with 429: the remote address held `limits.maxConnectionsPerIp`. */
   refusedMaxConnectionsPerIp: number
+  /** Upgrades refused with 429: the remote address had `limits.maxPendingHandshakesPerIp` connections waiting for their welcome. */
+  refusedMaxPendingHandshakesPerIp: number
 }
 
 /** Everything a connection depends on, built once by createServer. */

@@ -35,6 +35,13 @@ export type Limits = {
    * reverse proxy every client shares the proxy's address: raise it there. Default 1,000.
    */
   maxConnectionsPerIp: number
+  /**
+   * Connections not yet welcomed from one remote address (counted as for `maxConnectionsPerIp`), so one
+   * address cannot take every pending slot of `maxPendingHandshakes`; past it an upgrade is refused with 429.
+   * A client that handshakes many sessions at once from one address (bench/streaming.ts: 64) stays under it;
+   * behind a reverse proxy every client shares the proxy's address: raise it there. Default 64.
+   */
+  maxPendingHandshakesPerIp: number
 }
 
 export const defaultLimits: Limits = {
@@ -48,6 +55,7 @@ export const defaultLimits: Limits = {
   maxConnections: 20_000,
   maxPendingHandshakes: 1_000,
   maxConnectionsPerIp: 1_000,
+  maxPendingHandshakesPerIp: 64,
 }
 
 /** What a server sells and on which terms. */

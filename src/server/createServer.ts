@@ -93,6 +93,7 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     refusedMaxConnections: 0,
     refusedMaxPendingHandshakes: 0,
     refusedMaxConnectionsPerIp: 0,
+    refusedMaxPendingHandshakesPerIp: 0,
   }
   const registry = createSessionRegistry()
   const cluster = options.cluster ?? { leases: createMemoryLeases(), nodeId: 'local' }
@@ -151,11 +152,12 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
 
   /*
    * Connection accounting (SECURITY rows 25–27, 32): every upgraded socket holds a slot of the node, of its
-   * remote address and, until its hello is welcomed, a pending slot. The checks come before the WebSocket
-   * handshake, so a refused upgrade costs no challenge, no timer and no Connection. A slot is freed when the
-   * TCP socket closes (the pending one at the welcome, if sooner), whatever closed it.
+   * remote address and, until its hello is welcomed, a pending slot of the node and of its address. The
+   * checks come before the WebSocket handshake, so a refused upgrade costs no challenge, no timer and no
+   * Connection. A slot is freed when the TCP socket closes, whatever closed it; the pending ones sooner, as
+   * soon as the Connection leaves the pending state (welcomed, or closed before that).
    */
-  const perAddress = new Map<string, number>()
+  const perAddress = new Map<string, { connections: number; pending: number }>()
 
   http.on('upgrade', (request, socket: Socket, head) => {
     // Node removes its own error listener from an upgraded socket: a reset peer must not crash the process.
@@ -163,10 +165,14 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     if (socket.destroyed) return
     if (!accepting || new URL(request.url ?? '/', 'http://x').pathname !== '/v1/stream') return refuse(socket, 404, 'not found')
     const address = addressKey(socket.remoteAddress)
-    const fromAddress = perAddress.get(address) ?? 0
-    if (fromAddress >= limits.maxConnectionsPerIp) {
+    const fromAddress = perAddress.get(address) ?? { connections: 0, pending: 0 }
+    if (fromAddress.connections >= limits.maxConnectionsPerIp) {
       metrics.refusedMaxConnectionsPerIp++
       return refuse(socket, 429, 'too many connections from this address')
+    }
+    if (fromAddress.pending >= limits.maxPendingHandshakesPerIp) {
+      metrics.refusedMaxPendingHandshakesPerIp++
+      return refuse(socket, 429, 'too many connections from this address waiting for their hello')
     }
     if (metrics.openConnections >= limits.maxConnections) {
       metrics.refusedMaxConnections++
@@ -176,33 +182,45 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
       metrics.refusedMaxPendingHandshakes++
       return refuse(socket, 503, 'too many connections waiting for their hello')
     }
-    perAddress.set(address, fromAddress + 1)
+    fromAddress.connections++
+    fromAddress.pending++
+    perAddress.set(address, fromAddress)
     metrics.openConnections++
     metrics.pendingHandshakes++
-    let pending = true
-    const welcomed = () => {
-      if (!pending) return
-      pending = false
-      metrics.pendingHandshakes--
+    const handshake = {
+      pending: true,
+      /** Frees the pending slots (idempotent): at the welcome, at a close before it, at the latest at TCP close. */
+      leave() {
+        if (!handshake.pending) return
+        handshake.pending = false
+        metrics.pendingHandshakes--
+        fromAddress.pending--
+      },
     }
     socket.once('close', () => {
-      welcomed()
+      handshake.leave()
       metrics.openConnections--
-      const left = (perAddress.get(address) ?? 1) - 1
-      if (left > 0) perAddress.set(address, left)
-      else perAddress.delete(address)
+      fromAddress.connections--
+      if (fromAddress.connections === 0) perAddress.delete(address)
     })
-    wss.handleUpgrade(request, socket, head, (ws) => attach(ws, welcomed))
+    wss.handleUpgrade(request, socket, head, (ws) => attach(ws, handshake))
   })
 
-  function attach(ws: WebSocket, welcomed: () => void): void {
+  function attach(ws: WebSocket, handshake: { readonly pending: boolean; leave(): void }): void {
     metrics.connections++
     let alive = true
+    let dropTimer: NodeJS.Timeout | undefined
     const connection = new Connection(context, {
       send: (data, callback) => ws.send(data, { binary: true }, callback),
-      close: (code, reason) => ws.close(code, reason),
+      close: (code, reason) => {
+        ws.close(code, reason)
+        // ws then waits up to its closeTimeout (30 s) for the peer's close frame, holding the socket. A
+        // connection never welcomed (handshake timeout, a refused hello) gets a moment to read its error
+        // frame and answer the close, then is dropped: a silent peer must not hold its slots for 30 s.
+        if (handshake.pending && !dropTimer) dropTimer = setTimeout(() => ws.terminate(), UNWELCOMED_CLOSE_GRACE_MS).unref()
+      },
       terminate: () => ws.terminate(),
-      welcomed,
+      leftPending: () => handshake.leave(),
     })
     live.set(ws, connection)
     ws.on('message', (data: Buffer, isBinary) => {
@@ -224,6 +242,7 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     })
     ws.on('close', () => {
       clearInterval(ping)
+      clearTimeout(dropTimer)
       live.delete(ws)
       connection.onClose()
     })
@@ -264,6 +283,9 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
   }
 }
 
+/** How long a connection closed before its welcome has to answer the close before it is terminated. */
+const UNWELCOMED_CLOSE_GRACE_MS = 1_000
+
 /** Answers an upgrade request with `status` and a short reason, then drops the socket. */
 function refuse(socket: Socket, status: number, reason: string): void {
   socket.once('finish', () => socket.destroy())
@@ -274,8 +296,9 @@ function refuse(socket: Socket, status: number, reason: string): void {
 }
 
 /**
- * The key a remote address is counted under for `maxConnectionsPerIp`: an IPv4 address (also when mapped
- * into IPv6) as it is, loopback included; an IPv6 address as its /64, which one host usually holds whole.
+ * The key a remote address is counted under for `maxConnectionsPerIp` and `maxPendingHandshakesPerIp`: an
+ * IPv4 address (also when mapped into IPv6) as it is, loopback included; an IPv6 address as its /64, which
+ * one host usually holds whole.
  */
 function addressKey(address: string | undefined): string {
   if (!address) return 'unknown'

@@ -46,6 +46,8 @@ export async function streamRequest(context: StreamContext, request: Request, si
     input: price.input,
     output: price.output,
   }
+  /** The most output this request may be billed: what the client asked for at most. */
+  const maxOutput = BigInt(request.maxTokens)
   let reason: Done['reason'] = 'stop'
   let seq = 0
   const sendTokens = (text: string, count: number) =>
@@ -107,10 +109,20 @@ export async function streamRequest(context: StreamContext, request: Request, si
     for await (const chunk of source.generate(generateRequest, upstream.signal)) {
       if (chunk.type === 'end') {
         if (chunk.finishReason === 'length') reason = 'length'
-        if (chunk.usage) await reconcile(context, usage, chunk.usage, signal, (extraOutput) => sendTokens('', extraOutput))
+        if (chunk.usage)
+          await reconcile(context, usage, chunk.usage, maxOutput, signal, (extraOutput) => sendTokens('', extraOutput))
         break
       }
-      const next = account.spentIf(usage, { outputTokens: usage.outputTokens + BigInt(chunk.tokens) })
+      // Never bill output past the request's maxTokens (a source that ignores it, or counts a chunk as
+      // several tokens): what goes beyond is the provider's loss, and the stream ends there.
+      const room = maxOutput - usage.outputTokens
+      const tokens = BigInt(chunk.tokens) > room ? room : BigInt(chunk.tokens)
+      const capped = tokens < BigInt(chunk.tokens)
+      if (capped && tokens === 0n) {
+        reason = 'length'
+        break
+      }
+      const next = account.spentIf(usage, { outputTokens: usage.outputTokens + tokens })
       if (!account.withinDeposit(next)) {
         reason = 'deposit_exhausted'
         break
@@ -119,10 +131,14 @@ export async function streamRequest(context: StreamContext, request: Request, si
         reason = 'cancelled'
         break
       }
-      account.record(usage, { outputTokens: usage.outputTokens + BigInt(chunk.tokens) })
-      await sendTokens(chunk.text, chunk.tokens)
+      account.record(usage, { outputTokens: usage.outputTokens + tokens })
+      await sendTokens(chunk.text, Number(tokens))
       if (signal.aborted) {
         reason = 'cancelled'
+        break
+      }
+      if (capped) {
+        reason = 'length'
         break
       }
     }
@@ -151,18 +167,22 @@ async function payFor(context: StreamContext, nextSpent: bigint, signal: AbortSi
  * deltas is billed and announced (`announce`, a tokens frame with empty text) so the client's own meter
  * agrees, in steps that fit the credit window: the client pays only for tokens it was told about, so a gap
  * wider than the window must not wait for one voucher covering all of it. Nothing is billed when the whole
- * correction would pass the deposit; what was announced before an abort stays billed.
+ * correction would pass the deposit; what was announced before an abort stays billed. Reported output is
+ * capped at `maxOutput` (the request's maxTokens): the client asked for no more, so an upstream that reports
+ * more is billed and announced only up to it, and the excess is the provider's loss.
  */
 async function reconcile(
   context: StreamContext,
   usage: RequestUsage,
   reported: { inputTokens: number; outputTokens: number },
+  maxOutput: bigint,
   signal: AbortSignal,
   announce: (extraOutput: number) => Promise<void>,
 ): Promise<void> {
   const { account } = context
   const inputTokens = BigInt(reported.inputTokens)
-  const outputTokens = BigInt(reported.outputTokens) > usage.outputTokens ? BigInt(reported.outputTokens) : usage.outputTokens
+  const reportedOutput = BigInt(reported.outputTokens) > maxOutput ? maxOutput : BigInt(reported.outputTokens)
+  const outputTokens = reportedOutput > usage.outputTokens ? reportedOutput : usage.outputTokens
   // Never bill past the deposit: the shortfall is the server's loss, bounded by one usage report.
   if (!account.withinDeposit(account.spentIf(usage, { inputTokens, outputTokens }))) return
   // Input needs no announcement: the client bounds it by its own allowance.

@@ -12,6 +12,7 @@ import { decodeServerFrame, encode } from '../../src/protocol/codec.js'
 import * as Frames from '../../src/protocol/Frames.js'
 import type { ServerFrame } from '../../src/protocol/Frame.js'
 import * as Hello from '../../src/protocol/Hello.js'
+import { parseLimits, runServe } from '../../src/cli/serve.js'
 import { defaultLimits, resolveLimits } from '../../src/server/ServerOptions.js'
 import { createBystander, type Bystander } from '../support/bystander.js'
 import { connectRaw, openRaw, until, type RawClient } from '../support/rawClient.js'
@@ -371,22 +372,22 @@ describe('connection limits (rows 25–27, 32)', () => {
   type Peer = { ws: WebSocket; frames: ServerFrame[]; welcome(client: TestClient): Promise<void>; drop(): Promise<void> }
   type Dialed = { peer: Peer; refused?: undefined } | { peer?: undefined; refused: { status: number; body: string } }
 
-  /** Opens a WebSocket from `localAddress`: the peer once its challenge arrived, or the HTTP refusal. */
-  function dial(localAddress: string): Promise<Dialed> {
-    const ws = new WebSocket(caps.offer.websocket, { perMessageDeflate: false, localAddress })
+  /** Opens a WebSocket from `localAddress` to `to`: the peer once its challenge arrived, or the HTTP refusal. */
+  function dial(localAddress: string, to: Stack = caps): Promise<Dialed> {
+    const ws = new WebSocket(to.offer.websocket, { perMessageDeflate: false, localAddress })
     ws.on('error', () => {})
     const frames: ServerFrame[] = []
     const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()))
-    const metrics = caps.node.server.metrics
+    const metrics = to.node.server.metrics
     const peer: Peer = {
       ws,
       frames,
       async welcome(client) {
-        const deployment = { chainId: caps.offer.chainId, escrow: caps.offer.escrow }
+        const deployment = { chainId: to.offer.chainId, escrow: to.offer.escrow }
         const challenge = frames.find((f) => f.t === 'challenge')!
         if (challenge.t !== 'challenge') throw new Error('no challenge')
         const proof = await Hello.sign(client.key.account, deployment, { channelId: client.channelId, challenge: challenge.nonce })
-        ws.send(encode(Frames.hello({ chain: caps.offer.chain, channel: client.params, proof: hexToBytes(proof) })))
+        ws.send(encode(Frames.hello({ chain: to.offer.chain, channel: client.params, proof: hexToBytes(proof) })))
         await until(() => frames.some((f) => f.t === 'welcome' || f.t === 'error'), 5_000, 'the welcome')
         expect(frames.map((f) => (f.t === 'error' ? `error(${f.code})` : f.t))).toEqual(['challenge', 'welcome'])
       },
@@ -416,13 +417,13 @@ describe('connection limits (rows 25–27, 32)', () => {
       void closed.then(() => reject(new Error('closed before the challenge or a refusal')))
     })
   }
-  async function accepted(localAddress: string): Promise<Peer> {
-    const dialed = await dial(localAddress)
+  async function accepted(localAddress: string, to: Stack = caps): Promise<Peer> {
+    const dialed = await dial(localAddress, to)
     if (!dialed.peer) throw new Error(`refused: ${dialed.refused.status} ${dialed.refused.body}`)
     return dialed.peer
   }
-  async function refused(localAddress: string): Promise<{ status: number; body: string }> {
-    const dialed = await dial(localAddress)
+  async function refused(localAddress: string, to: Stack = caps): Promise<{ status: number; body: string }> {
+    const dialed = await dial(localAddress, to)
     if (!dialed.refused) {
       dialed.peer.ws.terminate()
       throw new Error('the upgrade was accepted')
@@ -443,9 +444,35 @@ describe('connection limits (rows 25–27, 32)', () => {
     })
 
   test('the limits default on, are documented and are validated eagerly', async () => {
-    expect(defaultLimits).toMatchObject({ maxConnections: 20_000, maxPendingHandshakes: 1_000, maxConnectionsPerIp: 1_000 })
-    for (const name of ['maxConnections', 'maxPendingHandshakes', 'maxConnectionsPerIp'] as const)
+    expect(defaultLimits).toMatchObject({
+      maxConnections: 20_000,
+      maxPendingHandshakes: 1_000,
+      maxConnectionsPerIp: 1_000,
+      maxPendingHandshakesPerIp: 64,
+    })
+    for (const name of ['maxConnections', 'maxPendingHandshakes', 'maxConnectionsPerIp', 'maxPendingHandshakesPerIp'] as const)
       for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => resolveLimits({ [name]: bad })).toThrow(`limits.${name}`)
+  })
+
+  test('`sluice serve` sets them with --max-connections, --max-connections-per-ip, --max-pending-handshakes[-per-ip]', async () => {
+    expect(
+      parseLimits({
+        'max-connections': '50000',
+        'max-connections-per-ip': '20000',
+        'max-pending-handshakes': '2000',
+        'max-pending-handshakes-per-ip': '500',
+      }),
+    ).toEqual({ maxConnections: 50_000, maxConnectionsPerIp: 20_000, maxPendingHandshakes: 2_000, maxPendingHandshakesPerIp: 500 })
+    // A flag not given leaves the default.
+    expect(parseLimits({})).toEqual({})
+    expect(parseLimits({ 'max-connections-per-ip': '5000' })).toEqual({ maxConnectionsPerIp: 5_000 })
+    for (const flag of ['max-connections', 'max-connections-per-ip', 'max-pending-handshakes', 'max-pending-handshakes-per-ip'] as const)
+      for (const bad of ['0', '-1', '1.5', 'ten', '', '1e3', '99999999999999999999'])
+        expect(() => parseLimits({ [flag]: bad })).toThrow(`--${flag} must be a positive integer`)
+    // Refused before the node starts (no RPC endpoint is reached).
+    await expect(
+      runServe(['--rpc', 'http://127.0.0.1:9', '--escrow', '0x1', '--asset', '0x2', '--price', 'm=1/2', '--max-pending-handshakes-per-ip', '0']),
+    ).rejects.toThrow('--max-pending-handshakes-per-ip must be a positive integer')
   })
 
   test('the (N+1)th pending handshake is refused with 503 while N sockets sit unauthenticated; a welcome or a close frees a slot', () =>
@@ -533,4 +560,102 @@ describe('connection limits (rows 25–27, 32)', () => {
       expect((await refused(HOME)).status).toBe(429)
       expect(metrics.refusedMaxConnectionsPerIp).toBe(before + 2)
     }))
+  describe('pending handshakes per address, and handshakes that fail', () => {
+    // A node of its own: the handshake timeout short, and pings too slow to drop a silent peer first.
+    const PENDING_PER_IP = 3
+    let pend: Stack
+    let pendStreamer: Bystander
+    let pendChannels: TestClient[]
+
+    beforeAll(async () => {
+      const pendStore = recordingStore()
+      pend = await startStack({
+        node: {
+          store: pendStore,
+          limits: {
+            handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+            pingIntervalMs: 60_000,
+            maxPendingHandshakes: 10,
+            maxPendingHandshakesPerIp: PENDING_PER_IP,
+          },
+        },
+      })
+      const paying = await pend.newClient(10_000_000n)
+      pendStreamer = createBystander({ session: paying.session, channelId: paying.channelId, store: pendStore, model: MODEL, tokens: BYSTANDER_TOKENS })
+      pendChannels = [await pend.newClient(10_000n, { connect: false })]
+    })
+    afterAll(() => pend?.close())
+
+    const whilePendStreams = (attack: (held: Peer[]) => Promise<void>) =>
+      pendStreamer.whileStreaming(async () => {
+        const held: Peer[] = []
+        try {
+          await attack(held)
+        } finally {
+          await Promise.all(held.map((peer) => peer.drop()))
+        }
+        const { metrics } = pend.node.server
+        await until(() => metrics.openConnections === 1 && metrics.pendingHandshakes === 0, 3_000, 'only the bystander to remain')
+      })
+
+    test('past maxPendingHandshakesPerIp a further upgrade from that address is refused with 429; others are served; a welcome or a close frees a slot', () =>
+      whilePendStreams(async (held) => {
+        const { metrics } = pend.node.server
+        for (let i = 0; i < PENDING_PER_IP; i++) held.push(await accepted('127.0.0.2', pend))
+        expect(metrics.pendingHandshakes).toBe(PENDING_PER_IP)
+        const refusal = await refused('127.0.0.2', pend)
+        expect(refusal.status).toBe(429)
+        expect(refusal.body).toMatch(/from this address waiting for their hello/)
+        // Well under the node's own pending and per-address limits: another address is served.
+        held.push(await accepted('127.0.0.3', pend))
+        expect(metrics.pendingHandshakes).toBe(PENDING_PER_IP + 1)
+
+        // One of them is welcomed: no longer pending, so its address may handshake again.
+        await held[0]!.welcome(pendChannels[0]!)
+        held.push(await accepted('127.0.0.2', pend))
+        expect((await refused('127.0.0.2', pend)).status).toBe(429)
+        // One of them closes: again a slot.
+        await held.splice(1, 1)[0]!.drop()
+        held.push(await accepted('127.0.0.2', pend))
+        expect((await refused('127.0.0.2', pend)).status).toBe(429)
+        expect(held[0]!.frames.at(-1)?.t).toBe('welcome')
+      }))
+
+    test('a silent peer past the handshake timeout frees its pending slot at the timeout, and its socket about 1 s later (not ws’s 30 s close timeout)', () =>
+      whilePendStreams(async (held) => {
+        const { metrics } = pend.node.server
+        // Raw TCP: it completes the upgrade, then never sends a byte (no hello, no pong, no close frame).
+        const peer = await tcpPeerTo(pend, '127.0.0.4')
+        try {
+          peer.socket.write(upgradeRequestTo(pend))
+          await until(() => peer.frames.length > 0, 5_000, 'the upgrade and the challenge')
+          const upgradedAt = peer.frames[0]!.at
+          expect(metrics.pendingHandshakes).toBe(1)
+          // It and two more from its address fill that address's pending slots.
+          for (let i = 0; i < PENDING_PER_IP - 1; i++) held.push(await accepted('127.0.0.4', pend))
+          expect((await refused('127.0.0.4', pend)).status).toBe(429)
+          // The peers that answer (ws) are closed at the timeout too; all three slots free at once.
+          await until(() => metrics.pendingHandshakes === 0, HANDSHAKE_TIMEOUT_MS + 2_000, 'the pending slots to be freed')
+          const freedAt = Date.now()
+          expect(freedAt - upgradedAt).toBeGreaterThanOrEqual(HANDSHAKE_TIMEOUT_MS - 100)
+          expect(freedAt - upgradedAt).toBeLessThanOrEqual(HANDSHAKE_TIMEOUT_MS + SLACK_MS)
+          // The silent peer got the error frame and the close frame, and never answered.
+          const close = peer.frames.find((f) => f.opcode === CLOSE)
+          expect(close).toBeDefined()
+          expect(close!.payload.readUInt16BE(0)).toBe(1008)
+          expect(close!.payload.subarray(2).toString()).toBe('handshake_timeout')
+          // Its address may handshake again at once, though the silent socket is still open.
+          held.push(await accepted('127.0.0.4', pend))
+          // Then it is dropped without waiting for its close frame.
+          const closedAt = await Promise.race([
+            peer.closedAt,
+            new Promise<number>((_, reject) => setTimeout(() => reject(new Error('the silent peer was not dropped in 5 s')), 5_000)),
+          ])
+          expect(closedAt - upgradedAt).toBeLessThanOrEqual(HANDSHAKE_TIMEOUT_MS + 1_000 + SLACK_MS)
+          await until(() => metrics.openConnections === 2, 2_000, 'the silent peer’s connection to be freed')
+        } finally {
+          peer.socket.destroy()
+        }
+      }))
+  })
 })

@@ -100,10 +100,11 @@ afterAll(async () => {
 async function run(
   session: Session,
   onChunk?: (chunk: StreamChunk, outputSoFar: number) => void,
+  maxTokens = 64,
 ): Promise<{ chunks: StreamChunk[]; done: StreamDone }> {
   const chunks: StreamChunk[] = []
   let output = 0
-  const stream = session.stream({ model: MODEL, messages, maxTokens: 64 })
+  const stream = session.stream({ model: MODEL, messages, maxTokens })
   let result = await stream.next()
   while (!result.done) {
     chunks.push(result.value)
@@ -189,7 +190,7 @@ describe('the upstream reports more output than the deltas counted', () => {
     expect(window).toBe(32n * OUT) // the default: 32 output tokens
     // Four long deltas, 200 tokens reported: 196 extra, 980 units, six credit windows' worth.
     scenario = reply(completion(['A very long', ' batched delta', ' from a server', ' that packs tokens.'], { prompt: ESTIMATE, completion: 200 }))
-    const { chunks, done } = await run(client.session)
+    const { chunks, done } = await run(client.session, undefined, 256)
     const billed = cost(ESTIMATE, 200)
     const announced = chunks.slice(4)
     expect(announced.length).toBeGreaterThan(1)
@@ -215,6 +216,35 @@ describe('the upstream reports more output than the deltas counted', () => {
     // No tokens frame announces input: the streamed charges used the estimate, the done frame the report.
     expect(chunks.map((c) => c.charge)).toEqual([cost(ESTIMATE, 1), cost(ESTIMATE, 2), cost(ESTIMATE, 3)])
     expect(done).toMatchObject({ usage: { inputTokens: ESTIMATE + 9, outputTokens: 3 }, charge: billed.toString(), spent: billed.toString() })
+    await expectSquare(client, billed)
+  })
+})
+
+describe("the upstream goes past the request's maxTokens", () => {
+  test('a report of more completion tokens than maxTokens bills exactly maxTokens of output; the excess is not announced', async () => {
+    const deposit = 10_000n
+    const client = await stack.newClient(deposit)
+    // 10 deltas, maxTokens 20, but 100 completion tokens reported: only 10 more may be billed.
+    scenario = reply(completion(words(10), { prompt: ESTIMATE, completion: 100 }, 'length'))
+    const { chunks, done } = await run(client.session, undefined, 20)
+    const billed = cost(ESTIMATE, 20)
+    expect(bodies.at(-1)).toMatchObject({ max_tokens: 20 })
+    expect(outputOf(chunks)).toBe(20)
+    expect(chunks.slice(10).every((c) => c.text === '')).toBe(true)
+    expect(chunks.at(-1)!.charge).toBe(billed)
+    expect(done).toMatchObject({ usage: { inputTokens: ESTIMATE, outputTokens: 20 }, charge: billed.toString(), spent: billed.toString() })
+    expect(done.verifiedReceipt).not.toBeNull()
+    await expectSquare(client, billed)
+    await expectClosedAt(client, deposit, billed)
+  })
+
+  test('an upstream that streams more deltas than maxTokens is cut off there (length): exactly maxTokens billed', async () => {
+    const client = await stack.newClient(10_000n)
+    scenario = reply(completion(words(30), { prompt: ESTIMATE, completion: 30 }))
+    const { chunks, done } = await run(client.session, undefined, 20)
+    const billed = cost(ESTIMATE, 20)
+    expect(chunks.map((c) => c.count)).toEqual(Array(20).fill(1))
+    expect(done).toMatchObject({ reason: 'length', usage: { outputTokens: 20 }, charge: billed.toString(), spent: billed.toString() })
     await expectSquare(client, billed)
   })
 })
@@ -257,7 +287,7 @@ describe('a usage report beyond the deposit', () => {
     const client = await stack.newClient(deposit)
     // 10 deltas, but 500 output tokens reported: 36 + 2 500 > 1 000.
     scenario = reply(completion(words(10), { prompt: ESTIMATE, completion: 500 }))
-    const { chunks, done } = await run(client.session)
+    const { chunks, done } = await run(client.session, undefined, 512)
     const billed = cost(ESTIMATE, 10)
     expect(chunks.map((c) => c.count)).toEqual(Array(10).fill(1))
     expect(done).toMatchObject({ reason: 'stop', usage: { inputTokens: ESTIMATE, outputTokens: 10 }, charge: billed.toString(), spent: billed.toString() })
@@ -265,14 +295,14 @@ describe('a usage report beyond the deposit', () => {
 
     // A report that fits what is left of the deposit is still billed in full.
     scenario = reply(completion(words(2), { prompt: ESTIMATE, completion: 100 }))
-    const next = await run(client.session)
+    const next = await run(client.session, undefined, 512)
     const nextCharge = cost(ESTIMATE, 100) // 536: 86 + 536 = 622 ≤ 1 000
     expect(outputOf(next.chunks.slice(2))).toBe(98)
     expect(next.chunks.at(-1)).toMatchObject({ text: '', charge: billed + nextCharge })
     expect(next.done).toMatchObject({ charge: nextCharge.toString(), spent: (billed + nextCharge).toString() })
     // And one that would cross it again is dropped: 622 + 36 + 5 × 200 > 1 000.
     scenario = reply(completion(words(1), { prompt: ESTIMATE, completion: 200 }))
-    const last = await run(client.session)
+    const last = await run(client.session, undefined, 512)
     const lastCharge = cost(ESTIMATE, 1)
     expect(last.chunks.map((c) => c.count)).toEqual([1])
     expect(last.done).toMatchObject({ usage: { outputTokens: 1 }, charge: lastCharge.toString() })
