@@ -89,6 +89,7 @@ const node = await startNode({
     maxConnections: Math.max(20_000, 2 * (STREAMS + IDLE + CONCURRENT)),
     maxConnectionsPerIp: 2 * (STREAMS + IDLE + CONCURRENT),
     maxPendingHandshakes: 1_000,
+    maxPendingHandshakesPerIp: 1_000,
   },
 })
 const offer = await discover(`${node.server.url}/v1/chat/completions`)
