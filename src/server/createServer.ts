@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { WebSocketServer, type WebSocket } from 'ws'
+import { WebSocketServer, type ServerOptions, type WebSocket } from 'ws'
 import { createLeaseKeeper, type LeaseOwner } from '../cluster/LeaseKeeper.js'
 import { createMemoryLeases, type SessionLeases } from '../cluster/Leases.js'
 import { ParameterError } from '../errors/ProtocolError.js'
@@ -145,7 +145,11 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     // Compression is off: it costs CPU per frame and opens decompression-bomb attacks.
     perMessageDeflate: false,
     clientTracking: false,
-  })
+    // After the server sends a close frame, the peer has this long to answer before its socket is destroyed
+    // (ws waits 30 s by default): a silent peer must not hold its connection slots past it.
+    // (ws ≥ 8.19 takes the option; @types/ws 8.18 does not list it yet.)
+    closeTimeout: CLOSE_TIMEOUT_MS,
+  } as ServerOptions & { closeTimeout: number })
   const live = new Map<WebSocket, Connection>()
   let accepting = true
   let closing: Promise<void> | null = null
@@ -209,16 +213,9 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
   function attach(ws: WebSocket, handshake: { readonly pending: boolean; leave(): void }): void {
     metrics.connections++
     let alive = true
-    let dropTimer: NodeJS.Timeout | undefined
     const connection = new Connection(context, {
       send: (data, callback) => ws.send(data, { binary: true }, callback),
-      close: (code, reason) => {
-        ws.close(code, reason)
-        // ws then waits up to its closeTimeout (30 s) for the peer's close frame, holding the socket. A
-        // connection never welcomed (handshake timeout, a refused hello) gets a moment to read its error
-        // frame and answer the close, then is dropped: a silent peer must not hold its slots for 30 s.
-        if (handshake.pending && !dropTimer) dropTimer = setTimeout(() => ws.terminate(), UNWELCOMED_CLOSE_GRACE_MS).unref()
-      },
+      close: (code, reason) => ws.close(code, reason),
       terminate: () => ws.terminate(),
       leftPending: () => handshake.leave(),
     })
@@ -242,7 +239,6 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     })
     ws.on('close', () => {
       clearInterval(ping)
-      clearTimeout(dropTimer)
       live.delete(ws)
       connection.onClose()
     })
@@ -283,8 +279,8 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
   }
 }
 
-/** How long a connection closed before its welcome has to answer the close before it is terminated. */
-const UNWELCOMED_CLOSE_GRACE_MS = 1_000
+/** How long a peer has to answer the server's close frame before its socket is destroyed. */
+const CLOSE_TIMEOUT_MS = 1_000
 
 /** Answers an upgrade request with `status` and a short reason, then drops the socket. */
 function refuse(socket: Socket, status: number, reason: string): void {

@@ -15,6 +15,7 @@ import * as Hello from '../../src/protocol/Hello.js'
 import { parseLimits, runServe } from '../../src/cli/serve.js'
 import { defaultLimits, resolveLimits } from '../../src/server/ServerOptions.js'
 import { createBystander, type Bystander } from '../support/bystander.js'
+import { createSessionKey } from '../../src/client/SessionKey.js'
 import { connectRaw, openRaw, until, type RawClient } from '../support/rawClient.js'
 import { recordingStore } from '../support/recordingStore.js'
 import { MODEL, startStack, type Stack, type TestClient } from '../support/stack.js'
@@ -208,6 +209,27 @@ describe('liveness (row 27)', () => {
       expect((await raw.waitFor('done')).usage.outputTokens).toBe(5)
       raw.close()
     }))
+
+  test('a welcomed peer closed for a violation that never answers the close frame is dropped within 1 s (closeTimeout)', async () => {
+    // Its own node, pinging rarely: here the close timeout must drop the peer, not the ping liveness.
+    const quiet = await startStack({ node: { limits: { pingIntervalMs: 60_000 } } })
+    try {
+      const client = await quiet.newClient(10_000n, { connect: false })
+      const { raw } = await openRaw(quiet.offer, client, client.key)
+      const { metrics } = quiet.node.server
+      const before = metrics.openConnections
+      // Stop reading: the server's error and close frames are never read, so its close is never answered.
+      raw.ws.pause()
+      raw.pay(createSessionKey(), 100n) // another signer: a fatal protocol violation
+      const started = Date.now()
+      await until(() => metrics.openConnections === before - 1, 5_000, 'the silent peer to be dropped')
+      // ws would wait 30 s for the peer's close frame; the server's closeTimeout is 1 s.
+      expect(Date.now() - started).toBeLessThanOrEqual(1_000 + SLACK_MS)
+      raw.ws.terminate()
+    } finally {
+      await quiet.close()
+    }
+  })
 
   test('an upgraded WebSocket that never sends a hello is closed with handshake_timeout (1008), even though it answers every ping', () =>
     whileBystanderStreams(async () => {
