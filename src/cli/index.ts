@@ -2,6 +2,7 @@
 // The `sluice` command line: demo, serve, deploy. Run from the repository with `npm run sluice -- <command>`.
 import { parseArgs } from 'node:util'
 import { runDemo } from './demo.js'
+import { positiveInteger } from './positiveInteger.js'
 
 const usage = `usage: sluice <command> [options]
 
@@ -41,12 +42,6 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write(usage)
       process.exitCode = command ? 2 : 0
   }
-}
-
-function positiveInteger(name: string, value: string): number {
-  const n = Number(value)
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got ${value}`)
-  return n
 }
 
 main(process.argv.slice(2)).then(

@@ -19,6 +19,7 @@ import { createPostgresLeases } from '../cluster/PostgresLeases.js'
 import { withSessionTimeouts } from '../cluster/sessionTimeouts.js'
 import type { StartNodeOptions } from '../node/startNode.js'
 import type { Limits } from '../server/ServerOptions.js'
+import { positiveInteger } from './positiveInteger.js'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 
@@ -97,8 +98,7 @@ export async function runServe(args: string[]): Promise<void> {
     },
   })
   if (!values.escrow || !values.asset) throw new Error('--escrow and --asset are required')
-  for (const flag of ['lease-ttl-ms', 'settle-interval-ms'] as const)
-    if (!/^[1-9]\d*$/.test(values[flag])) throw new Error(`--${flag} must be a positive integer of milliseconds`)
+  for (const flag of ['lease-ttl-ms', 'settle-interval-ms'] as const) positiveInteger(flag, values[flag])
   if (!values.price?.length) throw new Error('give at least one --price MODEL=INPUT/OUTPUT (base units per token)')
   const limits = parseLimits(values)
   const { publicClient, walletClient } = await clientsFor(values.rpc)
@@ -156,10 +156,7 @@ export function parseLimits(values: Partial<Record<keyof typeof limitFlags, stri
   const limits: Partial<Limits> = {}
   for (const [flag, name] of Object.entries(limitFlags) as [keyof typeof limitFlags, keyof Limits][]) {
     const value = values[flag]
-    if (value === undefined) continue
-    if (!/^[1-9]\d*$/.test(value) || !Number.isSafeInteger(Number(value)))
-      throw new Error(`--${flag} must be a positive integer (got ${JSON.stringify(value)})`)
-    limits[name] = Number(value)
+    if (value !== undefined) limits[name] = positiveInteger(flag, value)
   }
   return limits
 }

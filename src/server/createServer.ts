@@ -191,33 +191,31 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     perAddress.set(address, fromAddress)
     metrics.openConnections++
     metrics.pendingHandshakes++
-    const handshake = {
-      pending: true,
-      /** Frees the pending slots (idempotent): at the welcome, at a close before it, at the latest at TCP close. */
-      leave() {
-        if (!handshake.pending) return
-        handshake.pending = false
-        metrics.pendingHandshakes--
-        fromAddress.pending--
-      },
+    let pending = true
+    /** Frees the pending slots (idempotent): at the welcome, at a close before it, at the latest at TCP close. */
+    const leavePending = () => {
+      if (!pending) return
+      pending = false
+      metrics.pendingHandshakes--
+      fromAddress.pending--
     }
     socket.once('close', () => {
-      handshake.leave()
+      leavePending()
       metrics.openConnections--
       fromAddress.connections--
       if (fromAddress.connections === 0) perAddress.delete(address)
     })
-    wss.handleUpgrade(request, socket, head, (ws) => attach(ws, handshake))
+    wss.handleUpgrade(request, socket, head, (ws) => attach(ws, leavePending))
   })
 
-  function attach(ws: WebSocket, handshake: { readonly pending: boolean; leave(): void }): void {
+  function attach(ws: WebSocket, leavePending: () => void): void {
     metrics.connections++
     let alive = true
     const connection = new Connection(context, {
       send: (data, callback) => ws.send(data, { binary: true }, callback),
       close: (code, reason) => ws.close(code, reason),
       terminate: () => ws.terminate(),
-      leftPending: () => handshake.leave(),
+      leftPending: leavePending,
     })
     live.set(ws, connection)
     ws.on('message', (data: Buffer, isBinary) => {
