@@ -37,6 +37,7 @@ test('exports', () => {
       "createEvmEscrow",
       "createFileChannelStore",
       "createFileCursor",
+      "createKeyReceiptSigner",
       "createLogger",
       "createMemoryChannelStore",
       "createMemoryCursor",

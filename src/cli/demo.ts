@@ -8,6 +8,7 @@ import { connect, type Session } from '../client/Session.js'
 import { createSessionKey } from '../client/SessionKey.js'
 import { createLogger } from '../log.js'
 import { startNode } from '../node/startNode.js'
+import { createKeyReceiptSigner } from '../server/receipts.js'
 import * as Amount from '../protocol/Amount.js'
 import * as Price from '../protocol/Price.js'
 import * as DemoSource from '../server/upstream/DemoSource.js'
@@ -74,6 +75,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const node = await startNode({
     publicClient: chain.publicClient,
     walletClient: chain.walletClient(payee),
+    receipts: createKeyReceiptSigner(payee.privateKey),
     escrow,
     offer: { asset: usdc, prices: { [MODEL]: { input: inputPrice, output: outputPrice } }, minDeposit: 1n },
     store,

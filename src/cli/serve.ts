@@ -4,6 +4,7 @@ import { privateKeyToAccount } from 'viem/accounts'
 import * as SluiceEscrow from '../chains/evm/artifacts/SluiceEscrow.js'
 import { createLogger } from '../log.js'
 import { startNode } from '../node/startNode.js'
+import { createKeyReceiptSigner } from '../server/receipts.js'
 import * as Price from '../protocol/Price.js'
 import type { PriceSchedule } from '../protocol/PriceSchedule.js'
 import * as DemoSource from '../server/upstream/DemoSource.js'
@@ -43,6 +44,7 @@ async function clientsFor(rpc: string) {
   })
   const account = privateKeyToAccount(key)
   return {
+    key,
     publicClient: createPublicClient({ chain, transport: http(rpc) }),
     walletClient: createWalletClient({ account, chain, transport: http(rpc) }),
   }
@@ -101,7 +103,7 @@ export async function runServe(args: string[]): Promise<void> {
   for (const flag of ['lease-ttl-ms', 'settle-interval-ms'] as const) positiveInteger(flag, values[flag])
   if (!values.price?.length) throw new Error('give at least one --price MODEL=INPUT/OUTPUT (base units per token)')
   const limits = parseLimits(values)
-  const { publicClient, walletClient } = await clientsFor(values.rpc)
+  const { key, publicClient, walletClient } = await clientsFor(values.rpc)
   const log = createLogger()
   const upstreamKey = process.env.SLUICE_UPSTREAM_API_KEY
   const source = values.upstream
@@ -119,6 +121,7 @@ export async function runServe(args: string[]): Promise<void> {
       log,
     })),
     source,
+    receipts: createKeyReceiptSigner(key),
     confirmations: Number(values.confirmations),
     watchtower: { cursor: createFileCursor(join(values['data-dir'], 'watchtower.cursor')) },
     settlement: { claimThreshold: BigInt(values['claim-threshold']), intervalMs: Number(values['settle-interval-ms']) },

@@ -1,7 +1,6 @@
-import { secp256k1 as nobleSecp256k1 } from '@noble/curves/secp256k1.js'
 import { hexToBytes, type Address, type Hex, type LocalAccount } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { native } from '../protocol/nativeSecp256k1.js'
+import { signDigest } from '../protocol/signDigest.js'
 import * as Voucher from '../protocol/Voucher.js'
 import type { Deployment } from '../protocol/ChannelId.js'
 
@@ -39,20 +38,4 @@ export function createSessionKey(privateKey: Hex = generatePrivateKey()): Sessio
       return signDigest(digest, secret)
     },
   }
-}
-
-/** ECDSA over a 32-byte digest as r ‖ s ‖ v (v = 27 + recovery id), low-s. */
-export function signDigest(digest: Uint8Array, secret: Uint8Array): Uint8Array {
-  const out = new Uint8Array(65)
-  if (native) {
-    const { signature, recid } = native.ecdsaSign(digest, secret)
-    out.set(signature, 0)
-    out[64] = 27 + recid
-    return out
-  }
-  const signature = nobleSecp256k1.sign(digest, secret, { prehash: false, format: 'recovered' })
-  // noble's 'recovered' format is recovery ‖ r ‖ s.
-  out.set(signature.subarray(1, 65), 0)
-  out[64] = 27 + signature[0]!
-  return out
 }

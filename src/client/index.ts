@@ -16,4 +16,5 @@ export {
   SessionError,
   connect,
 } from './Session.js'
-export { type SessionKey, createSessionKey, signDigest } from './SessionKey.js'
+export { type SessionKey, createSessionKey } from './SessionKey.js'
+export { signDigest } from '../protocol/signDigest.js'

@@ -17,6 +17,7 @@ import {
 } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import * as SluiceEscrow from '../../src/chains/evm/artifacts/SluiceEscrow.js'
+import type { DevAccount } from '../../src/chains/evm/localChain.js'
 import * as TestUSDC from '../../src/chains/evm/artifacts/TestUSDC.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -63,8 +64,9 @@ export async function startChainProcess() {
   const publicClient = createPublicClient({ chain, transport: http(rpcUrl), pollingInterval: 50 })
   const rpc = (method: string, params: unknown[] = []) => publicClient.request({ method, params } as never)
   let accounts = 0
-  const newAccount = async (balance = 10n ** 21n): Promise<LocalAccount> => {
-    const account = privateKeyToAccount(keccak256(toHex(`sluice-process-account-${accounts++}-${rpcUrl}`)))
+  const newAccount = async (balance = 10n ** 21n): Promise<DevAccount> => {
+    const privateKey = keccak256(toHex(`sluice-process-account-${accounts++}-${rpcUrl}`))
+    const account = { ...privateKeyToAccount(privateKey), privateKey }
     await rpc('hardhat_setBalance', [account.address, numberToHex(balance)])
     return account
   }

@@ -7,6 +7,7 @@ import { connect, type Session, type SpendCaps } from '../../src/client/Session.
 import { createSessionKey, type SessionKey } from '../../src/client/SessionKey.js'
 import { silentLogger } from '../../src/log.js'
 import { startNode, type SluiceNode, type StartNodeOptions } from '../../src/node/startNode.js'
+import { createKeyReceiptSigner } from '../../src/server/receipts.js'
 import * as Price from '../../src/protocol/Price.js'
 import type { ChannelParams } from '../../src/protocol/ChannelParams.js'
 import * as DemoSource from '../../src/server/upstream/DemoSource.js'
@@ -37,6 +38,7 @@ export async function startStack(
   const node = await startNode({
     publicClient: fx.chain.publicClient,
     walletClient: fx.chain.walletClient(payee),
+    receipts: createKeyReceiptSigner(payee.privateKey),
     escrow: fx.escrowAddress,
     offer: {
       asset: fx.usdcAddress,

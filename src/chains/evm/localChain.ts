@@ -16,6 +16,9 @@ import {
 import { privateKeyToAccount } from 'viem/accounts'
 import { hardhat } from 'viem/chains'
 
+/** A funded development account, with its key (dev keys only: derived from a public string). */
+export type DevAccount = LocalAccount & { privateKey: Hex }
+
 /** Handle on one in-process chain: clients, funded accounts, snapshots and time travel. */
 export type LocalChain = Awaited<ReturnType<typeof startLocalChain>>
 
@@ -42,8 +45,9 @@ export async function startLocalChain({ network }: { network?: string } = {}) {
       return createWalletClient({ account, chain, transport })
     },
     /** A new deterministic account holding `balance` wei. */
-    async newAccount(balance = 10n ** 21n): Promise<LocalAccount> {
-      const account = privateKeyToAccount(keccak256(toHex(`sluice-test-account-${accountCount++}`)))
+    async newAccount(balance = 10n ** 21n): Promise<DevAccount> {
+      const privateKey = keccak256(toHex(`sluice-test-account-${accountCount++}`))
+      const account = { ...privateKeyToAccount(privateKey), privateKey }
       await rpc('hardhat_setBalance', [account.address, numberToHex(balance)])
       return account
     },
