@@ -1,13 +1,16 @@
 // Streaming costs of one server node. The server (real verifier pool, durable file store) runs here, its
 // chain is a `hardhat node` process; the clients run in a child process (bench/support/streamingClients.ts), so their signing and
 // decoding never share the server's event loop — as in production, where clients are elsewhere.
-//  1. added latency per token at moderate load: from the moment the token source yields a token to the
-//     moment the client holds it (stamped with the shared monotonic clock), p50/p99, one voucher per token;
+//  1. added latency per token at moderate load. A token's latency runs from the moment the token source
+//     yields it to the moment the client holds it (stamped with the shared monotonic clock). It is measured
+//     for paid streams (one voucher per token) and for a baseline: the same tokens and codec over a bare
+//     WebSocket server with no payment (bench/support/plainTokenServer.ts). The added latency is the paid
+//     percentile minus the baseline's, the two run in alternating rounds after a warm-up of each;
 //  2. memory per idle authenticated connection: the server process's heap and RSS growth for IDLE sessions;
 //  3. concurrent streams: CONCURRENT sessions streaming at once (one token per SLOW_DELAY_MS each, one
 //     voucher per token) for SECONDS: tokens served, errors, latency, server memory per stream.
 // Writes bench/results/streaming.json. Run: npx tsx --expose-gc bench/streaming.ts
-// (VERIFIER=inline to compare; STREAMS, TOKENS, TOKEN_DELAY_MS, IDLE, CONCURRENT, SLOW_DELAY_MS, SECONDS.)
+// (VERIFIER=inline to compare; STREAMS, TOKENS, TOKEN_DELAY_MS, ROUNDS, IDLE, CONCURRENT, SLOW_DELAY_MS, SECONDS.)
 import { monitorEventLoopDelay, performance as eventLoop } from 'node:perf_hooks'
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
@@ -26,13 +29,16 @@ import { createFileChannelStore } from '../src/store/FileChannelStore.js'
 import { discover } from '../src/client/discover.js'
 import { silentLogger } from '../src/log.js'
 import { startNode } from '../src/node/startNode.js'
+import { createKeyReceiptSigner } from '../src/server/receipts.js'
 import * as Price from '../src/protocol/Price.js'
 import { startChainProcess } from '../test/support/processes.js'
+import { startPlainTokenServer } from './support/plainTokenServer.js'
 import type { BenchChannel, ClientAnswer, ClientCommand } from './support/streamingClients.js'
 
 const STREAMS = Number(process.env.STREAMS ?? 20)
 const TOKENS = Number(process.env.TOKENS ?? 200)
 const TOKEN_DELAY_MS = Number(process.env.TOKEN_DELAY_MS ?? 20)
+const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const IDLE = Number(process.env.IDLE ?? 1_000)
 const CONCURRENT = Number(process.env.CONCURRENT ?? 10_000)
 const SLOW_DELAY_MS = Number(process.env.SLOW_DELAY_MS ?? 4_000)
@@ -72,9 +78,11 @@ const dataDir = await mkdtemp(join(tmpdir(), 'sluice-bench-streaming-'))
 // The chain is a `hardhat node` process reached over JSON-RPC, as a production node reaches its chain: an
 // in-process chain would run its EVM work on the server's event loop.
 const chain = await startChainProcess()
+const payee = await chain.newAccount()
 const node = await startNode({
   publicClient: chain.publicClient,
-  walletClient: chain.walletClient(await chain.newAccount()),
+  walletClient: chain.walletClient(payee),
+  receipts: createKeyReceiptSigner(payee.privateKey),
   escrow: chain.escrow,
   offer: { asset: chain.usdc, prices: { 'demo-1': { input: Price.perToken('1'), output: Price.perToken('2') } }, minDeposit: 1_000n },
   store: await createFileChannelStore({ path: join(dataDir, 'channels.log') }),
@@ -175,15 +183,62 @@ function loopMonitor() {
 }
 
 /** Runs a client phase, measuring the server's event loop over it. */
-async function measured<T>(phase: Promise<T>): Promise<T & { serverLoop: ReturnType<ReturnType<typeof loopMonitor>['stop']> }> {
+async function measured<T>(
+  phase: Promise<T>,
+): Promise<T & { serverLoop: ReturnType<ReturnType<typeof loopMonitor>['stop']>; serverCpuUs: number }> {
   const loop = loopMonitor()
+  const cpuBefore = process.cpuUsage()
   const answer = await phase
-  return { ...answer, serverLoop: loop.stop() }
+  const cpu = process.cpuUsage(cpuBefore)
+  return { ...answer, serverLoop: loop.stop(), serverCpuUs: cpu.user + cpu.system }
 }
 
-// 1. Added latency per token under moderate load.
-const moderate = await measured(ask({ phase: 'stream', offer, channels: await openChannels(STREAMS), tokens: TOKENS, delayMs: TOKEN_DELAY_MS }))
-console.log(`latency: ${moderate.tokens} tokens, ${JSON.stringify(summary(moderate.latenciesUs))}`)
+// 1. Added latency per token under moderate load: paid and baseline rounds alternate, after a warm-up of each
+// (the JIT compiles the token path of both processes), so both see the machine in the same state.
+const plainServer = await startPlainTokenServer(stampedSource())
+const moderateRound = async (mode: 'plain' | 'stream', tokens: number) =>
+  mode === 'plain'
+    ? measured(ask({ phase: 'plain', url: plainServer.url, streams: STREAMS, tokens, delayMs: TOKEN_DELAY_MS }))
+    : measured(ask({ phase: 'stream', offer, channels: await openChannels(STREAMS), tokens, delayMs: TOKEN_DELAY_MS }))
+await moderateRound('plain', 50)
+await moderateRound('stream', 50)
+// The server's own account of each token (source yield → socket), over the measured paid rounds only.
+const { tokenLatency } = node.server.metrics
+tokenLatency.reset()
+const paidRounds: Awaited<ReturnType<typeof moderateRound>>[] = []
+const plainRounds: Awaited<ReturnType<typeof moderateRound>>[] = []
+for (let round = 0; round < ROUNDS; round++) {
+  plainRounds.push(await moderateRound('plain', TOKENS))
+  paidRounds.push(await moderateRound('stream', TOKENS))
+}
+await plainServer.close()
+const serverTokenLatency = {
+  p50: ms(tokenLatency.percentile(50) / 1000),
+  p99: ms(tokenLatency.percentile(99) / 1000),
+  max: ms(tokenLatency.max / 1000),
+}
+const pooled = (rounds: typeof paidRounds) => ({
+  latenciesUs: rounds.flatMap((r) => r.latenciesUs),
+  tokens: rounds.reduce((sum, r) => sum + r.tokens, 0),
+  errors: rounds.reduce((sum, r) => sum + r.errors, 0),
+  seconds: rounds.reduce((sum, r) => sum + r.seconds, 0),
+  serverUtilization: rounds.reduce((sum, r) => sum + r.serverLoop.utilization, 0) / rounds.length,
+  serverDelayP99: Math.max(...rounds.map((r) => r.serverLoop.delayMs.p99)),
+  clientUtilization: rounds.reduce((sum, r) => sum + r.eventLoopUtilization, 0) / rounds.length,
+  serverCpuUs: rounds.reduce((sum, r) => sum + r.serverCpuUs, 0),
+  clientCpuUs: rounds.reduce((sum, r) => sum + r.cpuUs, 0),
+})
+const perToken = (cpuUs: number, tokens: number) => Math.round(cpuUs / tokens)
+const paid = pooled(paidRounds)
+const plain = pooled(plainRounds)
+const paidLatency = summary(paid.latenciesUs)
+const plainLatency = summary(plain.latenciesUs)
+const added = { p50: Number((paidLatency.p50 - plainLatency.p50).toFixed(3)), p99: Number((paidLatency.p99 - plainLatency.p99).toFixed(3)) }
+console.log(`latency: paid ${JSON.stringify(paidLatency)}, baseline ${JSON.stringify(plainLatency)}, added ${JSON.stringify(added)}`)
+console.log(`server token latency (source → socket): ${JSON.stringify(serverTokenLatency)}`)
+console.log(
+  `cpu µs per token: server ${perToken(paid.serverCpuUs, paid.tokens)} (baseline ${perToken(plain.serverCpuUs, plain.tokens)}), client ${perToken(paid.clientCpuUs, paid.tokens)} (baseline ${perToken(plain.clientCpuUs, plain.tokens)})`,
+)
 
 // 2. Memory per idle, authenticated connection (server process only).
 const idleChannels = await openChannels(IDLE)
@@ -228,13 +283,28 @@ const result = {
     streams: STREAMS,
     tokensPerStream: TOKENS,
     tokenDelayMs: TOKEN_DELAY_MS,
-    tokens: moderate.tokens,
-    errors: moderate.errors,
-    tokensPerSecond: Math.round(moderate.tokens / moderate.seconds),
-    addedLatencyMs: summary(moderate.latenciesUs),
-    serverEventLoopUtilization: moderate.serverLoop.utilization,
-    serverEventLoopDelayMs: moderate.serverLoop.delayMs,
-    clientEventLoopUtilization: Number(moderate.eventLoopUtilization.toFixed(2)),
+    rounds: ROUNDS,
+    tokens: paid.tokens,
+    errors: paid.errors + plain.errors,
+    tokensPerSecond: Math.round(paid.tokens / paid.seconds),
+    // Paid minus baseline, percentile by percentile.
+    addedLatencyMs: added,
+    latencyMs: paidLatency,
+    // The node's own histogram (metrics.tokenLatency): source yield → tokens frame handed to the socket.
+    serverTokenLatencyMs: serverTokenLatency,
+    baselineLatencyMs: plainLatency,
+    serverEventLoopUtilization: Number(paid.serverUtilization.toFixed(2)),
+    baselineServerEventLoopUtilization: Number(plain.serverUtilization.toFixed(2)),
+    serverEventLoopDelayP99Ms: paid.serverDelayP99,
+    clientEventLoopUtilization: Number(paid.clientUtilization.toFixed(2)),
+    baselineClientEventLoopUtilization: Number(plain.clientUtilization.toFixed(2)),
+    // CPU time per token, all threads of each process (the server's includes its verifier pool).
+    cpuUsPerToken: {
+      server: perToken(paid.serverCpuUs, paid.tokens),
+      client: perToken(paid.clientCpuUs, paid.tokens),
+      baselineServer: perToken(plain.serverCpuUs, plain.tokens),
+      baselineClient: perToken(plain.clientCpuUs, plain.tokens),
+    },
   },
   idle: {
     connections: idle.connected,

@@ -293,6 +293,7 @@ export class Connection {
         send: (frame) => this.#send(frame),
         needVoucher: (required) => this.#needVoucher(required),
         onUpstreamError: (error) => context.log.warn({ err: error, requestId: request.id }, 'upstream failed'),
+        tokenLatency: context.metrics.tokenLatency,
       },
       request,
       controller.signal,

@@ -1,3 +1,4 @@
+import type { RecordableHistogram } from 'node:perf_hooks'
 import type { Address, Hex } from 'viem'
 import type { LeaseKeeper } from '../cluster/LeaseKeeper.js'
 import type { Logger } from '../log.js'
@@ -54,6 +55,12 @@ export type ServerMetrics = {
   refusedMaxConnectionsPerIp: number
   /** Upgrades refused with 429: the remote address had `limits.maxPendingHandshakesPerIp` connections waiting for their welcome. */
   refusedMaxPendingHandshakesPerIp: number
+  /**
+   * What metering adds to each token on this node, in ns: from the token source yielding a chunk to its
+   * tokens frame being handed to the socket (deposit and credit checks, a wait for a voucher when credit is
+   * used up, encoding, the write). A perf_hooks histogram: `tokenLatency.percentile(99)`.
+   */
+  tokenLatency: RecordableHistogram
 }
 
 /** Everything a connection depends on, built once by createServer. */

@@ -1,5 +1,6 @@
 import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { createHistogram } from 'node:perf_hooks'
 import { WebSocketServer, type ServerOptions, type WebSocket } from 'ws'
 import { createLeaseKeeper, type LeaseOwner } from '../cluster/LeaseKeeper.js'
 import { createMemoryLeases, type SessionLeases } from '../cluster/Leases.js'
@@ -94,6 +95,7 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     refusedMaxPendingHandshakes: 0,
     refusedMaxConnectionsPerIp: 0,
     refusedMaxPendingHandshakesPerIp: 0,
+    tokenLatency: createHistogram(),
   }
   const registry = createSessionRegistry()
   const cluster = options.cluster ?? { leases: createMemoryLeases(), nodeId: 'local' }

@@ -1,3 +1,4 @@
+import type { RecordableHistogram } from 'node:perf_hooks'
 import type { Hex } from 'viem'
 import type { Done, Request, ServerFrame } from '../protocol/Frame.js'
 import { PROTOCOL_VERSION } from '../protocol/Frame.js'
@@ -26,6 +27,8 @@ export type StreamContext = {
   needVoucher(required: bigint): void
   /** Reports an upstream failure (the request ends with reason 'upstream_error'). */
   onUpstreamError(error: unknown): void
+  /** Records, per token, the ns from the source yielding it to its frame reaching the socket. */
+  tokenLatency: RecordableHistogram
 }
 
 /**
@@ -107,6 +110,7 @@ export async function streamRequest(context: StreamContext, request: Request, si
   signal.addEventListener('abort', onAbort, { once: true })
   try {
     for await (const chunk of source.generate(generateRequest, upstream.signal)) {
+      const yielded = process.hrtime.bigint()
       if (chunk.type === 'end') {
         if (chunk.finishReason === 'length') reason = 'length'
         if (chunk.usage)
@@ -132,7 +136,9 @@ export async function streamRequest(context: StreamContext, request: Request, si
         break
       }
       account.record(usage, { outputTokens: usage.outputTokens + tokens })
-      await sendTokens(chunk.text, Number(tokens))
+      const sent = sendTokens(chunk.text, Number(tokens))
+      context.tokenLatency.record(process.hrtime.bigint() - yielded)
+      await sent
       if (signal.aborted) {
         reason = 'cancelled'
         break
