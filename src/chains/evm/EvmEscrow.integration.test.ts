@@ -360,13 +360,17 @@ describe('top-up races (SECURITY row 22)', () => {
     }
     expect(await ledgerOf(channel.id)).toEqual(finalized)
     const asPayer = escrowAs(payer)
-    // (The first attempt still sends its approval: the adapter approves before it simulates the top-up.)
+    const sent = () => fx.chain.publicClient.getTransactionCount({ address: payer.address, blockTag: 'pending' })
+    const sentBefore = await sent()
     for (let attempt = 1; attempt <= 2; attempt++) {
       const error = await caught(asPayer.topUp(channel.params, 500n))
       expect(error).toBeInstanceOf(EscrowRevertedError)
       expect(error).toMatchObject({ errorName: 'Escrow_ChannelFinalized', errorArgs: [channel.id], phase: 'simulate' })
       expect(await ledgerOf(channel.id)).toEqual(finalized)
     }
+    // Refused before the ERC-20 approval: no transaction was sent, no gas spent, no allowance left behind.
+    expect(await sent()).toBe(sentBefore)
+    expect(await fx.usdc.read.allowance([payer.address, fx.escrowAddress])).toBe(0n)
   })
 })
 

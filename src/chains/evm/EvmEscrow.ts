@@ -14,7 +14,7 @@ import { ParameterError } from '../../errors/ProtocolError.js'
 import * as ChannelId from '../../protocol/ChannelId.js'
 import { assertAddress, NATIVE_TOKEN, type ChannelParams } from '../../protocol/ChannelParams.js'
 import { abi } from './artifacts/SluiceEscrow.js'
-import { EscrowRpcError } from './escrowErrors.js'
+import { EscrowRevertedError, EscrowRpcError } from './escrowErrors.js'
 import { parseEscrowEvents, type SettledEvent } from './parseEscrowEvents.js'
 import type { Authorization } from './receiveWithAuthorization.js'
 import { createTransactionSender, type SenderClients } from './transactionSender.js'
@@ -147,6 +147,40 @@ export function createEvmEscrow(clients: EvmEscrowClients, options: EvmEscrowOpt
   const channelIdOf = (params: ChannelParams): Hex => ChannelId.compute({ chainId, escrow: address }, params)
   const valueFor = (params: ChannelParams, amount: bigint) => (isAddressEqual(params.token, NATIVE_TOKEN) ? amount : 0n)
 
+  /** The channel's on-chain state; an unknown id reads as status 'none' with zeros. */
+  async function readChannel(channelId: Hex): Promise<OnChainChannel> {
+    try {
+      const channel = await publicClient.readContract({ address, abi, functionName: 'getChannel', args: [channelId] })
+      return {
+        deposit: channel.deposit,
+        settled: channel.settled,
+        closeRequestedAt: BigInt(channel.closeRequestedAt),
+        status: statuses[channel.status] ?? 'none',
+      }
+    } catch (cause) {
+      throw new EscrowRpcError({ functionName: 'getChannel', phase: 'read', cause })
+    }
+  }
+
+  /**
+   * Refuses, as the escrow would, a top-up of a channel that is missing, finalized or close-requested: the
+   * ERC-20 approval sent before it would be mined (gas spent) for a top-up that cannot land. (The state may
+   * still change before the top-up is sent; its simulation catches that.)
+   */
+  async function refuseUnfundable(params: ChannelParams): Promise<void> {
+    const channelId = channelIdOf(params)
+    const channel = await readChannel(channelId)
+    const errorName =
+      channel.status === 'none'
+        ? 'Escrow_ChannelNotFound'
+        : channel.status === 'finalized'
+          ? 'Escrow_ChannelFinalized'
+          : channel.closeRequestedAt !== 0n
+            ? 'Escrow_CloseAlreadyRequested'
+            : undefined
+    if (errorName) throw new EscrowRevertedError(errorName, [channelId], { functionName: 'topUp', phase: 'simulate' })
+  }
+
   return {
     /** The escrow contract. */
     address,
@@ -158,19 +192,7 @@ export function createEvmEscrow(clients: EvmEscrowClients, options: EvmEscrowOpt
     channelId: channelIdOf,
 
     /** The channel's on-chain state; an unknown id reads as status 'none' with zeros. */
-    async readChannel(channelId: Hex): Promise<OnChainChannel> {
-      try {
-        const channel = await publicClient.readContract({ address, abi, functionName: 'getChannel', args: [channelId] })
-        return {
-          deposit: channel.deposit,
-          settled: channel.settled,
-          closeRequestedAt: BigInt(channel.closeRequestedAt),
-          status: statuses[channel.status] ?? 'none',
-        }
-      } catch (cause) {
-        throw new EscrowRpcError({ functionName: 'getChannel', phase: 'read', cause })
-      }
-    },
+    readChannel,
 
     /** Opens a channel funded by the account (the payer): approves an ERC-20 first if needed, or sends ETH. */
     async open(params: ChannelParams, deposit: bigint): Promise<OpenResult> {
@@ -189,6 +211,7 @@ export function createEvmEscrow(clients: EvmEscrowClients, options: EvmEscrowOpt
 
     /** Adds `amount` to an open channel's deposit, approving an ERC-20 first if needed. */
     async topUp(params: ChannelParams, amount: bigint): Promise<WriteResult & { approval: WriteResult | null }> {
+      if (!isAddressEqual(params.token, NATIVE_TOKEN)) await refuseUnfundable(params)
       const approval = await approveIfNeeded(params.token, amount)
       const data = encodeFunctionData({ abi, functionName: 'topUp', args: [params, amount] })
       return { ...result(await write(data, 'topUp', valueFor(params, amount))), approval }
