@@ -1,7 +1,7 @@
 // startNode refuses options that would make a node serve wrongly, before it starts anything.
 import { generatePrivateKey } from 'viem/accounts'
 import { beforeAll, describe, expect, test } from 'vitest'
-import type { DevAccount } from '../../src/chains/evm/localChain.js'
+import type { DevAccount } from '../../src/chains/evm/devAccount.js'
 import { ParameterError } from '../../src/errors/ProtocolError.js'
 import { silentLogger } from '../../src/log.js'
 import { startNode, type StartNodeOptions } from '../../src/node/startNode.js'

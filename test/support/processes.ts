@@ -8,16 +8,13 @@ import {
   createWalletClient,
   defineChain,
   http,
-  keccak256,
   numberToHex,
-  toHex,
   type Address,
   type Hex,
   type LocalAccount,
 } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
 import * as SluiceEscrow from '../../src/chains/evm/artifacts/SluiceEscrow.js'
-import type { DevAccount } from '../../src/chains/evm/localChain.js'
+import { devAccount, type DevAccount } from '../../src/chains/evm/devAccount.js'
 import * as TestUSDC from '../../src/chains/evm/artifacts/TestUSDC.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -65,8 +62,7 @@ export async function startChainProcess() {
   const rpc = (method: string, params: unknown[] = []) => publicClient.request({ method, params } as never)
   let accounts = 0
   const newAccount = async (balance = 10n ** 21n): Promise<DevAccount> => {
-    const privateKey = keccak256(toHex(`sluice-process-account-${accounts++}-${rpcUrl}`))
-    const account = { ...privateKeyToAccount(privateKey), privateKey }
+    const account = devAccount(`sluice-process-account-${accounts++}-${rpcUrl}`)
     await rpc('hardhat_setBalance', [account.address, numberToHex(balance)])
     return account
   }

@@ -5,19 +5,14 @@ import {
   createWalletClient,
   custom,
   defineChain,
-  keccak256,
   numberToHex,
-  toHex,
   type Abi,
   type Address,
   type Hex,
   type LocalAccount,
 } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
 import { hardhat } from 'viem/chains'
-
-/** A funded development account, with its key (dev keys only: derived from a public string). */
-export type DevAccount = LocalAccount & { privateKey: Hex }
+import { devAccount, type DevAccount } from './devAccount.js'
 
 /** Handle on one in-process chain: clients, funded accounts, snapshots and time travel. */
 export type LocalChain = Awaited<ReturnType<typeof startLocalChain>>
@@ -46,8 +41,7 @@ export async function startLocalChain({ network }: { network?: string } = {}) {
     },
     /** A new deterministic account holding `balance` wei. */
     async newAccount(balance = 10n ** 21n): Promise<DevAccount> {
-      const privateKey = keccak256(toHex(`sluice-test-account-${accountCount++}`))
-      const account = { ...privateKeyToAccount(privateKey), privateKey }
+      const account = devAccount(`sluice-test-account-${accountCount++}`)
       await rpc('hardhat_setBalance', [account.address, numberToHex(balance)])
       return account
     },
