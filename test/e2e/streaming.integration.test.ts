@@ -1,6 +1,8 @@
 // End to end on real sockets and the in-process chain: a client streams tokens paying one voucher per
 // token, the server settles, and every balance is exact.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { connect, SessionError } from '../../src/client/Session.js'
+import type { SessionKey } from '../../src/client/SessionKey.js'
 import { balanceOf } from '../support/escrowFixture.js'
 import { MODEL, startStack, type Stack } from '../support/stack.js'
 
@@ -40,6 +42,33 @@ describe('one client', () => {
     expect(await balanceOf(fx.chain, fx.usdcAddress, payee.address)).toBe(billed)
     expect(await balanceOf(fx.chain, fx.usdcAddress, client.payer.address)).toBe(deposit - billed)
     expect(text.length).toBeGreaterThan(0)
+  })
+})
+
+describe('a session key that fails to sign', () => {
+  // Vouchers are signed after the chunk is yielded (off the caller's stack): a signer that throws must end
+  // the stream with a typed error, not crash the process from a callback.
+  test('ends the stream with signing_failed; the tokens before it were paid', async () => {
+    const client = await stack.newClient(10_000n, { connect: false })
+    let signatures = 0
+    const key: SessionKey = {
+      ...client.key,
+      signVoucher(deployment, voucher) {
+        if (++signatures > 5) throw new Error('the hardware wallet went away')
+        return client.key.signVoucher(deployment, voucher)
+      },
+    }
+    const session = await connect({ offer: stack.offer, params: client.params, key })
+    let chunks = 0
+    const error = await (async () => {
+      for await (const _ of session.stream({ model: MODEL, messages, maxTokens: 200 })) chunks++
+    })().catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(SessionError)
+    expect((error as SessionError).code).toBe('signing_failed')
+    expect(chunks).toBeGreaterThan(0)
+    expect(chunks).toBeLessThan(200)
+    expect(session.vouchersSent).toBeGreaterThanOrEqual(1)
+    session.disconnect()
   })
 })
 
