@@ -372,6 +372,21 @@ describe('top-up races (SECURITY row 22)', () => {
     expect(await sent()).toBe(sentBefore)
     expect(await fx.usdc.read.allowance([payer.address, fx.escrowAddress])).toBe(0n)
   })
+  test('a top-up of a close-requested channel is refused before its approval is sent', async () => {
+    const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
+    const asPayer = escrowAs(payer)
+    await asPayer.requestClose(channel.params)
+    await mined(fx.chain, fx.usdcAs(payer).write.mint([payer.address, 500n]))
+    const before = await ledgerOf(channel.id)
+    const sent = () => fx.chain.publicClient.getTransactionCount({ address: payer.address, blockTag: 'pending' })
+    const sentBefore = await sent()
+    const error = await caught(asPayer.topUp(channel.params, 500n))
+    expect(error).toBeInstanceOf(EscrowRevertedError)
+    expect(error).toMatchObject({ errorName: 'Escrow_CloseAlreadyRequested', errorArgs: [channel.id], phase: 'simulate' })
+    expect(await ledgerOf(channel.id)).toEqual(before)
+    expect(await sent()).toBe(sentBefore)
+    expect(await fx.usdc.read.allowance([payer.address, fx.escrowAddress])).toBe(0n)
+  })
 })
 
 async function waitFor(condition: () => Promise<boolean>): Promise<void> {
