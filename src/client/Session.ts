@@ -205,16 +205,19 @@ export class Session {
     this.#listeners.add(listener)
     /** The server will send nothing more for this request (done, refused, or the connection ended). */
     let ended = false
+    /** The session key threw while paying for a chunk already yielded: the stream ends with it. */
+    let signingFailure: SessionError | undefined
     try {
       this.#send(Frames.request({ id, model: request.model, messages: request.messages, maxTokens: request.maxTokens }))
       while (true) {
-        if (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve))
+        if (queue.length === 0 && !signingFailure) await new Promise<void>((resolve) => (wake = resolve))
         wake = null
+        if (signingFailure) throw signingFailure
         const frame = queue.shift()!
         switch (frame.t) {
           case 'tokens': {
             const charge = BigInt(frame.charge)
-            if (charge - this.#disputed > this.#agreedCeiling(meter))
+            if (!this.#isAgreed(meter, charge))
               throw new SessionError('overcharged', `the server's running charge ${charge} passes what this client metered`)
             // Signed once the caller holds the chunk, after every frame of this socket read reached its
             // stream: signing (~70 µs) before the yield delayed each token by its own signature and by those
@@ -223,7 +226,7 @@ export class Session {
               try {
                 this.#payClaim(meter, charge)
               } catch (error) {
-                queue.push(Frames.error({ code: 'signing_failed', message: `could not sign a voucher: ${String(error)}`, fatal: false }))
+                signingFailure ??= new SessionError('signing_failed', `could not sign a voucher: ${String(error)}`)
                 wake?.()
               }
             })
@@ -242,10 +245,7 @@ export class Session {
             // server: it is cancelled on the way out (#abandon).
             if (frame.id === id || frame.fatal) ended = true
             const code: SessionErrorCode =
-              frame.code === 'connection_lost' ||
-              frame.code === 'spend_cap_reached' ||
-              frame.code === 'overcharged' ||
-              frame.code === 'signing_failed'
+              frame.code === 'connection_lost' || frame.code === 'spend_cap_reached' || frame.code === 'overcharged'
                 ? frame.code
                 : 'server_error'
             throw new SessionError(code, frame.message, frame.code)
@@ -299,10 +299,14 @@ export class Session {
    * to; a claim above it is evidence of overcharging and pays nothing (false).
    */
   #payClaim(meter: ClientMeter, claim: bigint): boolean {
-    const claimed = claim - this.#disputed
-    if (claimed > this.#agreedCeiling(meter)) return false
-    this.#pay(claimed)
+    if (!this.#isAgreed(meter, claim)) return false
+    this.#pay(claim - this.#disputed)
     return true
+  }
+
+  /** Whether the server's stated total `claim`, net of what is disputed, is within what the meter agrees to. */
+  #isAgreed(meter: ClientMeter, claim: bigint): boolean {
+    return claim - this.#disputed <= this.#agreedCeiling(meter)
   }
 
   /** A tokens frame arrived for an active request: meter it and note the server's running total. */
