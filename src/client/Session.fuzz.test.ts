@@ -17,9 +17,9 @@ import * as Voucher from '../protocol/Voucher.js'
 import { canonicalReceipt } from '../protocol/Receipt.js'
 import { estimateInputTokens } from '../server/upstream/TokenSource.js'
 import { defaultInputAllowance } from './ClientMeter.js'
-import type { ClientOffer } from './discover.js'
 import { connect, SessionError } from './Session.js'
 import { createSessionKey } from './SessionKey.js'
+import { offlineOffer, selfSignedParams } from '../../test/support/offlineOffer.js'
 
 const MODEL = 'm'
 const PRICES = { [MODEL]: { input: Price.perToken('1'), output: Price.perToken('2') } }
@@ -191,26 +191,8 @@ function scriptedServer(scripts: RequestScript[], channelOf: () => Hex) {
 
 async function run(scripts: RequestScript[], caps: { maxSpend?: bigint; maxPerRequest?: bigint }) {
   const key = createSessionKey()
-  const offer: ClientOffer = {
-    chain: 'eip155:31337',
-    chainId: 31337,
-    escrow: '0x5FbDB2315678afecb367f032d93F642f64180aa3',
-    asset: '0x5FbDB2315678afecb367f032d93F642f64180aa3',
-    payee: operator.address,
-    minDeposit: 1n,
-    minGracePeriod: 3600,
-    creditWindow: CREDIT_WINDOW,
-    websocket: 'ws://fake',
-    prices: PRICES,
-  }
-  const params = {
-    payer: key.address,
-    payee: operator.address,
-    token: offer.asset,
-    signer: key.address,
-    gracePeriod: 3600,
-    salt: ChannelId.randomSalt(),
-  }
+  const offer = offlineOffer({ payee: operator.address, creditWindow: CREDIT_WINDOW, websocket: 'ws://fake', prices: PRICES })
+  const params = selfSignedParams(offer, key.address)
   const channelId = ChannelId.compute({ chainId: offer.chainId, escrow: offer.escrow }, params)
   const server = scriptedServer(scripts, () => channelId)
   const session = await connect({

@@ -1,7 +1,7 @@
 import { WebSocketServer } from 'ws'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import * as Price from '../protocol/Price.js'
-import type { ClientOffer } from './discover.js'
+import { offlineOffer, selfSignedParams } from '../../test/support/offlineOffer.js'
 import { connect, SessionError } from './Session.js'
 import { createSessionKey } from './SessionKey.js'
 
@@ -17,26 +17,13 @@ afterAll(() => new Promise((resolve) => server.close(resolve)))
 
 test('no welcome within the handshake timeout: connect fails with connection_lost', async () => {
   const key = createSessionKey()
-  const offer: ClientOffer = {
-    chain: 'eip155:31337',
-    chainId: 31337,
-    escrow: '0x5FbDB2315678afecb367f032d93F642f64180aa3',
-    asset: '0x5FbDB2315678afecb367f032d93F642f64180aa3',
+  const offer = offlineOffer({
     payee: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
-    minDeposit: 1n,
-    minGracePeriod: 3600,
     creditWindow: 10n,
     websocket: url,
     prices: { m: { input: Price.perToken('1'), output: Price.perToken('1') } },
-  }
-  const params = {
-    payer: key.address,
-    payee: offer.payee,
-    token: offer.asset,
-    signer: key.address,
-    gracePeriod: 3600,
-    salt: `0x${'00'.repeat(32)}` as const,
-  }
+  })
+  const params = selfSignedParams(offer, key.address, `0x${'00'.repeat(32)}`)
   const started = Date.now()
   const error = await connect({ offer, params, key, handshakeTimeoutMs: 200, reconnectAttempts: 0 }).catch((e) => e)
   expect(error).toBeInstanceOf(SessionError)
