@@ -359,34 +359,33 @@ describe('top-up races (SECURITY row 22)', () => {
       channel: { deposit: 1_000n, settled: 400n, closeRequestedAt: 0, status: 2 },
     }
     expect(await ledgerOf(channel.id)).toEqual(finalized)
-    const asPayer = escrowAs(payer)
-    const sent = () => fx.chain.publicClient.getTransactionCount({ address: payer.address, blockTag: 'pending' })
-    const sentBefore = await sent()
-    for (let attempt = 1; attempt <= 2; attempt++) {
-      const error = await caught(asPayer.topUp(channel.params, 500n))
-      expect(error).toBeInstanceOf(EscrowRevertedError)
-      expect(error).toMatchObject({ errorName: 'Escrow_ChannelFinalized', errorArgs: [channel.id], phase: 'simulate' })
-      expect(await ledgerOf(channel.id)).toEqual(finalized)
-    }
-    // Refused before the ERC-20 approval: no transaction was sent, no gas spent, no allowance left behind.
-    expect(await sent()).toBe(sentBefore)
-    expect(await fx.usdc.read.allowance([payer.address, fx.escrowAddress])).toBe(0n)
+    await expectTopUpRefused(channel, 'Escrow_ChannelFinalized', 2)
   })
+
   test('a top-up of a close-requested channel is refused before its approval is sent', async () => {
     const channel = await openChannel(fx, { payer, payee: payee.address, signer: session }, 1_000n)
-    const asPayer = escrowAs(payer)
-    await asPayer.requestClose(channel.params)
+    await escrowAs(payer).requestClose(channel.params)
     await mined(fx.chain, fx.usdcAs(payer).write.mint([payer.address, 500n]))
-    const before = await ledgerOf(channel.id)
+    await expectTopUpRefused(channel, 'Escrow_CloseAlreadyRequested', 1)
+  })
+
+  /**
+   * Tops up 500 `attempts` times, each refused with `errorName` before anything is sent: the ledger does not
+   * move, no transaction is sent (no gas spent on an ERC-20 approval) and no allowance is left behind.
+   */
+  async function expectTopUpRefused(channel: Awaited<ReturnType<typeof openChannel>>, errorName: string, attempts: number) {
+    const ledger = await ledgerOf(channel.id)
     const sent = () => fx.chain.publicClient.getTransactionCount({ address: payer.address, blockTag: 'pending' })
     const sentBefore = await sent()
-    const error = await caught(asPayer.topUp(channel.params, 500n))
-    expect(error).toBeInstanceOf(EscrowRevertedError)
-    expect(error).toMatchObject({ errorName: 'Escrow_CloseAlreadyRequested', errorArgs: [channel.id], phase: 'simulate' })
-    expect(await ledgerOf(channel.id)).toEqual(before)
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const error = await caught(escrowAs(payer).topUp(channel.params, 500n))
+      expect(error).toBeInstanceOf(EscrowRevertedError)
+      expect(error).toMatchObject({ errorName, errorArgs: [channel.id], phase: 'simulate' })
+      expect(await ledgerOf(channel.id)).toEqual(ledger)
+    }
     expect(await sent()).toBe(sentBefore)
     expect(await fx.usdc.read.allowance([payer.address, fx.escrowAddress])).toBe(0n)
-  })
+  }
 })
 
 async function waitFor(condition: () => Promise<boolean>): Promise<void> {
