@@ -47,7 +47,7 @@ export function createKeyReceiptSigner(privateKey: Hex): ReceiptSigner {
     address,
     async sign(body) {
       const text = canonicalReceipt(body)
-      return { body: text, signature: bytesToHex(signDigest(hexToBytes(hashMessage(text)), secret)) }
+      return { body: text, signature: bytesToHex(signDigest(hashMessage(text, 'bytes'), secret)) }
     },
   }
 }
