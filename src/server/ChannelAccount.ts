@@ -122,6 +122,11 @@ export class ChannelAccount {
     for (const wake of [...this.#creditWaiters]) wake()
   }
 
+  /** Whether a stream is paused until a voucher raises `accepted`. */
+  get awaitingCredit(): boolean {
+    return this.#creditWaiters.size > 0
+  }
+
   /** Resolves when a voucher raises `accepted` to at least `required`, or false when `signal` aborts. */
   waitForCredit(required: bigint, signal: AbortSignal): Promise<boolean> {
     if (this.accepted >= required) return Promise.resolve(true)

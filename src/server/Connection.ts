@@ -140,7 +140,7 @@ export class Connection {
    * the channel's full spend.
    */
   async evict(reason: string): Promise<void> {
-    const vouchers = Promise.all(this.#vouchersInFlight)
+    const vouchers = this.#vouchersHandled()
     const message =
       reason === 'channel_close_requested'
         ? 'the payer requested to close this channel on-chain'
@@ -319,13 +319,16 @@ export class Connection {
       return this.#fatal('voucher_exceeds_deposit', 'the voucher exceeds the deposit', CloseCode.policy)
     context.metrics.vouchersReceived++
     // Verified even when it does not advance: only a verified voucher may be answered (SECURITY row 8).
-    const verified = await context.verifier.verify({
+    const verifying = context.verifier.verify({
       channelId,
       amount,
       signature: frame.signature,
       signer: channel.params.signer,
       contractSigner: channel.contractSigner,
     })
+    // A paused stream waits on this voucher: it must not also wait for a batch to fill.
+    if (channel.account.awaitingCredit) context.verifier.expedite()
+    const verified = await verifying
     // Vouchers in flight complete in every state, so a valid voucher received is never dropped: a close and an
     // eviction wait for them (the watchtower settles right after an eviction, SECURITY row 10). Once the
     // connection is closed, the refusal and the ack below send nothing.
@@ -361,7 +364,16 @@ export class Connection {
     })
   }
 
+  /** Resolves once every voucher received is verified and persisted (or refused); none waits for a batch to fill. */
+  #vouchersHandled(): Promise<unknown> {
+    if (this.#vouchersInFlight.size === 0) return Promise.resolve()
+    this.context.verifier.expedite()
+    return Promise.all(this.#vouchersInFlight)
+  }
+
   #needVoucher(required: bigint): void {
+    // The stream pauses; a voucher that could resume it may be waiting for a batch to fill.
+    if (this.#vouchersInFlight.size > 0) this.context.verifier.expedite()
     if (required <= this.#lastNeedVoucher) return
     this.#lastNeedVoucher = required
     void this.#send({ t: 'need-voucher', v: PROTOCOL_VERSION, required: required.toString() })
@@ -373,7 +385,7 @@ export class Connection {
     for (const controller of this.#requests.values()) controller.abort(new Error('closing'))
     const { context } = this
     try {
-      await Promise.all(this.#vouchersInFlight)
+      await this.#vouchersHandled()
       await context.ledger.persistSpent(channel.channelId, channel.account.spent)
       const closed = await context.settler.closeChannel(channel.channelId)
       await this.#send({

@@ -25,7 +25,11 @@ export type VoucherCheckJob = {
 export type CheckedVoucher = { cumulativeAmount: bigint; signature: Uint8Array }
 
 /** Verifies vouchers: the worker pool for keys, the chain for contract wallets. */
-export type VoucherCheck = { verify(job: VoucherCheckJob): Promise<Result<CheckedVoucher, ReasonCode>> }
+export type VoucherCheck = {
+  verify(job: VoucherCheckJob): Promise<Result<CheckedVoucher, ReasonCode>>
+  /** A stream is out of credit: vouchers queued for a batch are checked now (VoucherVerifier.expedite). */
+  expedite(): void
+}
 
 /** Closes channels on-chain (the Settler). */
 export type ChannelCloser = {

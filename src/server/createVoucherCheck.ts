@@ -35,5 +35,6 @@ export function createVoucherCheck(parameters: {
       if (!checked.ok) return checked
       return ok({ channelId: job.channelId, cumulativeAmount: job.amount, signature: job.signature, coalesced: false })
     },
+    expedite: () => verifier.expedite(),
   }
 }

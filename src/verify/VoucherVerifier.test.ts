@@ -413,6 +413,25 @@ describe('VoucherVerifier failures and lifecycle', () => {
     })
   })
 
+  test('a batch waits up to maxDelayMs to fill; expedite() sends it at the next turn instead', async () => {
+    // The delay is a minute: only expedite() can settle the job within the test.
+    const verifier = createVoucherVerifier({ mode: 'inline', maxDelayMs: 60_000 })
+    const channelId = newChannel()
+    let settled = false
+    const queued = verifier.verify(job(channelId, 5n, await signed(channelId, 5n))).then((result) => {
+      settled = true
+      return result
+    })
+    for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve))
+    expect(settled).toBe(false)
+    expect(verifier.stats().pendingChannels).toBe(1)
+    verifier.expedite()
+    expect((await queued).ok).toBe(true)
+    expect(verifier.stats().batches).toBe(1)
+    verifier.expedite() // nothing waits: a no-op
+    await verifier.close()
+  })
+
   test('options are validated eagerly', () => {
     expect(() => createVoucherVerifier({ batchSize: 0 })).toThrow(ParameterError)
     expect(() => createVoucherVerifier({ mode: 'inline', maxDelayMs: -1 })).toThrow(ParameterError)

@@ -45,6 +45,24 @@ describe('one client', () => {
   })
 })
 
+describe('a verifier that waits long for batches to fill', () => {
+  // Vouchers paid ahead of their tokens may wait for a batch; a stream paused for credit must not: the
+  // connection expedites the batch. With a one-minute linger, only that lets this stream finish.
+  test('streams to the end: every pause for credit expedites the voucher it waits on', async () => {
+    const lingering = await startStack({ node: { verifier: { mode: 'pool', threads: 1, maxDelayMs: 60_000 } } })
+    try {
+      const client = await lingering.newClient(10_000n)
+      let tokens = 0
+      for await (const chunk of client.session.stream({ model: MODEL, messages, maxTokens: 300 })) tokens += chunk.count
+      expect(tokens).toBe(300) // ten credit windows of 32 tokens: the stream paused and resumed at each
+      const closed = await client.session.close()
+      expect(BigInt(closed.paid)).toBe(client.session.spent)
+    } finally {
+      await lingering.close()
+    }
+  })
+})
+
 describe('a session key that fails to sign', () => {
   // Vouchers are signed after the chunk is yielded (off the caller's stack): a signer that throws must end
   // the stream with a typed error, not crash the process from a callback.
