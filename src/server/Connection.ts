@@ -129,9 +129,9 @@ export class Connection {
     }
   }
 
-  /** Resolves once a closed connection has persisted what it metered. */
-  whenClosed(): Promise<void> {
-    return this.#persisted
+  /** Resolves once a closed connection has persisted what it metered and every voucher it received. */
+  async whenClosed(): Promise<void> {
+    await Promise.all([this.#vouchersHandled(), this.#persisted])
   }
 
   /**

@@ -195,6 +195,27 @@ describe('HTTP 402 discovery', () => {
 
 // Last: it shuts the node down.
 describe('graceful shutdown', () => {
+  test('node.close() persists a voucher it received that was still waiting for verification', async () => {
+    const lingeringStore = { ...createMemoryChannelStore(), close: async () => {} }
+    // Batches wait a minute to fill: the voucher is still queued when the node closes.
+    const lingering = await startStack({ node: { store: lingeringStore, verifier: { mode: 'pool', threads: 1, maxDelayMs: 60_000 } } })
+    let closed = false
+    try {
+      const client = await lingering.newClient(10_000n, { connect: false })
+      const { raw } = await openRaw(lingering.offer, client, client.key)
+      const { metrics } = lingering.node.server
+      raw.pay(client.key, 50n)
+      await until(() => metrics.vouchersReceived === 1, 5_000, 'the server to receive the voucher')
+      expect(metrics.vouchersVerified).toBe(0)
+      await lingering.node.close()
+      closed = true
+      expect((await lingeringStore.get(client.channelId))?.accepted).toBe(50n)
+    } finally {
+      if (!closed) await lingering.node.close()
+      await lingering.fx.chain.close()
+    }
+  })
+
   test('node.close() during a stream ends it with server_shutting_down and persists what was metered', async () => {
     const client = await stack.newClient(10_000n)
     const { session } = client
