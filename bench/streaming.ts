@@ -15,7 +15,7 @@ import { monitorEventLoopDelay, performance as eventLoop } from 'node:perf_hooks
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import * as TestUSDC from '../src/chains/evm/artifacts/TestUSDC.js'
@@ -275,6 +275,7 @@ console.log(`concurrent: ${CONCURRENT} streams, ${concurrent.tokens} tokens in $
 const result = {
   date: new Date().toISOString(),
   node: process.version,
+  cpu: cpus()[0]?.model,
   verifier: process.env.VERIFIER ?? 'pool',
   store: 'file',
   chain: 'hardhat node over JSON-RPC (another process)',
