@@ -54,7 +54,10 @@ describe('a verifier that waits long for batches to fill', () => {
       const client = await lingering.newClient(10_000n)
       let tokens = 0
       for await (const chunk of client.session.stream({ model: MODEL, messages, maxTokens: 300 })) tokens += chunk.count
-      expect(tokens).toBe(300) // ten credit windows of 32 tokens: the stream paused and resumed at each
+      expect(tokens).toBe(300)
+      // The credit window is 32 tokens, so the stream paused about every 32; each pause sent a batch (the
+      // minute-long wait never ran out).
+      expect(lingering.node.verifier.stats().batches).toBeGreaterThan(5)
       const closed = await client.session.close()
       expect(BigInt(closed.paid)).toBe(client.session.spent)
     } finally {
