@@ -104,6 +104,7 @@ function scriptedServer(scripts: RequestScript[], channelOf: () => Hex) {
                 deposit: DEPOSIT.toString(),
                 settled: '0',
                 accepted: (books.vouchers.at(-1)?.amount ?? 0n).toString(),
+                acceptedSignature: books.vouchers.at(-1)?.signature ?? null,
                 spent: spent.toString(),
                 prices: PriceSchedule.toWire(PRICES),
                 creditWindow: CREDIT_WINDOW.toString(),

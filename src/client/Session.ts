@@ -8,6 +8,7 @@ import * as Frames from '../protocol/Frames.js'
 import * as Hello from '../protocol/Hello.js'
 import * as Price from '../protocol/Price.js'
 import * as PriceSchedule from '../protocol/PriceSchedule.js'
+import * as Voucher from '../protocol/Voucher.js'
 import { canonicalReceipt, verifyReceipt } from '../protocol/Receipt.js'
 import { ClientMeter, type InputAllowance } from './ClientMeter.js'
 import type { ClientOffer } from './discover.js'
@@ -68,8 +69,9 @@ export type ConnectParameters = {
   /**
    * What this client agreed to on the channel before this session (e.g. the `signed` of an earlier
    * session, kept by the caller): the first welcome's `spent` is agreed only up to it. `0n` for a channel
-   * just opened. Default: the first welcome's `spent` is taken as it is (later welcomes, after a drop, are
-   * always checked against what this session saw and signed).
+   * just opened. Default: what the first welcome proves this key signed, its `accepted` with the voucher's
+   * signature; a first welcome stating an accepted amount without this key's signature fails the handshake.
+   * Later welcomes, after a drop, are always checked against what this session saw and signed.
    */
   priorSpend?: bigint
   /**
@@ -508,12 +510,13 @@ export class Session {
     this.deposit = BigInt(welcome.deposit)
     this.accepted = BigInt(welcome.accepted)
     const serverSpent = BigInt(welcome.spent)
-    // Resume: the client agrees to the server's total only up to what its own meter allowed or it signed.
-    // A first welcome is taken at its word unless the caller says what was agreed before (`priorSpend`).
-    const prior = this.parameters.priorSpend
+    // Resume: the client agrees to the server's total only up to what its own meter allowed or it signed. On
+    // a first welcome, that is what the caller says was agreed before (`priorSpend`), else what the welcome
+    // proves this key signed: what the server served past it unpaid (at most a credit window) stays unpaid.
     const agreed = this.#meter ? this.#agreedOf(this.#meter) : undefined
-    const known = agreed === undefined ? prior : agreed > this.signed ? agreed : this.signed
-    const base = known === undefined || serverSpent <= known ? serverSpent : known
+    const known =
+      agreed === undefined ? (this.parameters.priorSpend ?? this.#signedBefore(welcome)) : agreed > this.signed ? agreed : this.signed
+    const base = serverSpent <= known ? serverSpent : known
     this.#disputed = serverSpent - base
     this.spent = serverSpent
     this.#claim = serverSpent
@@ -530,6 +533,27 @@ export class Session {
         Frames.voucher({ channelId: hexToBytes(this.channelId), amount: this.signed.toString(), signature: this.#signature }),
       )
     }
+  }
+
+  /**
+   * The voucher a first welcome shows this session's key signed before (`accepted` with its signature),
+   * taken as this session's best voucher; 0 for a channel with none.
+   *
+   * @throws SessionError 'handshake_failed' when `accepted` is above 0 without this key's signature of it.
+   */
+  #signedBefore(welcome: Welcome): bigint {
+    const accepted = BigInt(welcome.accepted)
+    if (accepted === 0n) return 0n
+    const signature = welcome.acceptedSignature
+    const voucher = { channelId: this.channelId, cumulativeAmount: accepted }
+    if (!signature || !Voucher.verify(this.deployment, voucher, signature, this.parameters.key.address).ok)
+      throw new SessionError(
+        'handshake_failed',
+        `the server states an accepted voucher of ${accepted} without this key's signature of it; pass priorSpend to resume the channel`,
+      )
+    this.signed = accepted
+    this.#signature = signature
+    return accepted
   }
 
   /** What this client agrees to of the server's total: its latest word, as far as the meter or the signed voucher go. */

@@ -16,7 +16,7 @@ import type { Address, Hex } from 'viem'
  */
 
 /** Protocol version carried in every frame; a peer rejects frames of another version. */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 /** Canonical base-10 string of a uint128 amount of base units, e.g. '1500'. */
 export type DecimalString = string
@@ -88,6 +88,12 @@ export type Welcome = {
   deposit: DecimalString
   settled: DecimalString
   accepted: DecimalString
+  /**
+   * The channel signer's signature of the voucher for `accepted` (65 bytes r ‖ s ‖ v): a client that kept no
+   * record of what it signed checks that it agreed to `accepted` (Session's `priorSpend`). Null when
+   * `accepted` is 0, or is the chain's settled amount and the server does not hold that voucher.
+   */
+  acceptedSignature: Uint8Array | null
   spent: DecimalString
   prices: WirePriceSchedule
   /** Tokens are served while spent − accepted ≤ creditWindow. */

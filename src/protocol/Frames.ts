@@ -124,7 +124,7 @@ export function challenge(fields: Fields<Challenge>): Challenge {
  * Builds a welcome: the channel's state, prices and credit window.
  *
  * @example
- * Frames.welcome({ channelId, deposit: '1000000', settled: '0', accepted: '0', spent: '0', prices, creditWindow: '1000' })
+ * Frames.welcome({ channelId, deposit: '1000000', settled: '0', accepted: '0', acceptedSignature: null, spent: '0', prices, creditWindow: '1000' })
  *
  * @param fields - Channel id (32 bytes), amounts as decimal strings, and the price schedule.
  */
@@ -146,6 +146,7 @@ export function welcome(fields: Fields<Welcome>): Welcome {
     deposit: fields.deposit,
     settled: fields.settled,
     accepted: fields.accepted,
+    acceptedSignature: fields.acceptedSignature,
     spent: fields.spent,
     prices,
     creditWindow: fields.creditWindow,

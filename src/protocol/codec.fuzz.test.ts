@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
 import { UINT128_MAX } from './Amount.js'
 import { type DecodeReason, decodeClientFrame, decodeServerFrame, encode } from './codec.js'
-import type { ChatMessage, ClientFrame, Frame, ServerFrame } from './Frame.js'
+import { PROTOCOL_VERSION, type ChatMessage, type ClientFrame, type Frame, type ServerFrame } from './Frame.js'
 import * as Frames from './Frames.js'
 
 const reasons: readonly DecodeReason[] = ['frame_malformed', 'frame_unknown_type', 'frame_version_unsupported', 'frame_too_large']
@@ -66,6 +66,7 @@ const serverFrame: fc.Arbitrary<ServerFrame> = fc.oneof(
       deposit: amount,
       settled: amount,
       accepted: amount,
+      acceptedSignature: fc.option(bytes(65), { nil: null }),
       spent: amount,
       prices: fc.dictionary(model, fc.record({ input: price, output: price }), { maxKeys: 4 }),
       creditWindow: amount,
@@ -175,7 +176,7 @@ describe('codec properties', () => {
     const types = ['hello', 'request', 'voucher', 'cancel', 'close', 'challenge', 'welcome', 'tokens', 'need-voucher', 'ack', 'done', 'closed', 'error']
     fc.assert(
       fc.property(fc.constantFrom(...types), fc.dictionary(fc.string({ maxLength: 12 }), value, { maxKeys: 9 }), (t, fields) => {
-        decodesSafely(encode({ ...fields, t, v: 1 } as unknown as Frame))
+        decodesSafely(encode({ ...fields, t, v: PROTOCOL_VERSION } as unknown as Frame))
       }),
       { numRuns: 2000 },
     )

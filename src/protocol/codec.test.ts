@@ -3,7 +3,7 @@ import { describe, expect, test } from 'vitest'
 import { ParameterError } from '../errors/ProtocolError.js'
 import { UINT128_MAX } from './Amount.js'
 import { DEFAULT_MAX_FRAME_BYTES, decodeClientFrame, decodeServerFrame, encode } from './codec.js'
-import type { ClientFrame, Frame, ServerFrame } from './Frame.js'
+import { PROTOCOL_VERSION, type ClientFrame, type Frame, type ServerFrame } from './Frame.js'
 import * as Frames from './Frames.js'
 
 // ---------------------------------------------------------------- fixtures
@@ -43,6 +43,7 @@ const server = {
     deposit: '1000000',
     settled: '0',
     accepted: '0',
+    acceptedSignature: null,
     spent: '0',
     prices: {
       'llama-3-8b': { input: { numerator: '1', denominator: '10' }, output: { numerator: '3', denominator: '20' } },
@@ -125,12 +126,13 @@ describe('round trip', () => {
     ok(server.tokens, ['text'], 'x'.repeat(64 * 1024))
     ok(server.tokens, ['text'], '')
     ok(server.welcome, ['prices'], {})
+    ok(server.welcome, ['acceptedSignature'], bytes(65))
     ok(server.error, ['id'], DELETE)
   })
 
   test('a peer that encodes a small int as int64 is understood', () => {
-    // { t: 'cancel', v: 1, id: int64(7) }
-    const data = hex('83 a1 74 a6 63616e63656c a1 76 01 a2 6964 d3 0000000000000007')
+    // { t: 'cancel', v: 2, id: int64(7) }
+    const data = hex('83 a1 74 a6 63616e63656c a1 76 02 a2 6964 d3 0000000000000007')
     expect(decodeClientFrame(data)).toEqual({ ok: true, value: Frames.cancel({ id: 7 }) })
   })
 })
@@ -156,9 +158,9 @@ describe('envelope', () => {
   })
 
   test('another version is unsupported, checked before the type', () => {
-    for (const v of [0, 2, 255, 1.5, -1])
+    for (const v of [0, PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1, 255, 1.5, -1])
       expect(decodeClientFrame(variant(client.voucher, ['v'], v))).toMatchObject({ ok: false, reason: 'frame_version_unsupported' })
-    const future = raw({ t: 'hologram', v: 2, payload: [1, 2, 3] })
+    const future = raw({ t: 'hologram', v: PROTOCOL_VERSION + 1, payload: [1, 2, 3] })
     expect(decodeClientFrame(future)).toMatchObject({ ok: false, reason: 'frame_version_unsupported' })
   })
 
@@ -201,7 +203,7 @@ describe('envelope', () => {
   })
 
   test('a __proto__ key is refused and pollutes nothing', () => {
-    const hostile = JSON.parse('{"t":"close","v":1,"__proto__":{"polluted":true}}') as unknown
+    const hostile = JSON.parse(`{"t":"close","v":${PROTOCOL_VERSION},"__proto__":{"polluted":true}}`) as unknown
     expect(decodeClientFrame(raw(hostile))).toMatchObject({ ok: false, reason: 'frame_malformed' })
     const prices = JSON.parse('{"__proto__":{"input":{"numerator":"1","denominator":"1"},"output":{"numerator":"1","denominator":"1"}}}') as unknown
     expect(decodeServerFrame(variant(server.welcome, ['prices'], prices))).toMatchObject({ ok: false, reason: 'frame_malformed' })
@@ -289,6 +291,9 @@ const malformed = [
   bad(server.welcome, ['channelId'], bytes(31)),
   ...(['deposit', 'settled', 'accepted', 'spent', 'creditWindow'] as const).map((key) => bad(server.welcome, [key], '01')),
   bad(server.welcome, ['creditWindow'], (2n ** 128n).toString()),
+  bad(server.welcome, ['acceptedSignature'], bytes(64)),
+  bad(server.welcome, ['acceptedSignature'], `0x${'07'.repeat(65)}`),
+  bad(server.welcome, ['acceptedSignature'], DELETE),
   bad(server.welcome, ['prices'], []),
   bad(server.welcome, ['prices', ''], { input: { numerator: '1', denominator: '1' }, output: { numerator: '1', denominator: '1' } }),
   bad(server.welcome, ['prices', 'm'.repeat(129)], { input: { numerator: '1', denominator: '1' }, output: { numerator: '1', denominator: '1' } }),
@@ -393,7 +398,7 @@ describe('bytes', () => {
   test('records from a records-enabled encoder are refused', () => {
     // A peer using msgpackr's defaults would send records; frames are plain maps.
     const recordPackr = new Packr({ useRecords: true })
-    expect(decodeClientFrame(recordPackr.pack({ t: 'close', v: 1 }))).toMatchObject({ ok: false, reason: 'frame_malformed' })
+    expect(decodeClientFrame(recordPackr.pack({ t: 'close', v: PROTOCOL_VERSION }))).toMatchObject({ ok: false, reason: 'frame_malformed' })
   })
 
   test('deep nesting is refused without recursion', () => {

@@ -227,10 +227,11 @@ const challenge: Validator<Challenge> = (o, ctx) => {
 }
 
 const welcome: Validator<Welcome> = (o, ctx) => {
-  const problem = keys(o, ctx, ['t', 'v', 'channelId', 'deposit', 'settled', 'accepted', 'spent', 'prices', 'creditWindow'])
+  const problem = keys(o, ctx, ['t', 'v', 'channelId', 'deposit', 'settled', 'accepted', 'acceptedSignature', 'spent', 'prices', 'creditWindow'])
   if (problem) return problem
-  const { channelId, deposit, settled, accepted, spent, creditWindow } = o
+  const { channelId, deposit, settled, accepted, acceptedSignature, spent, creditWindow } = o
   if (!isBytes(channelId, 32)) return 'channelId must be 32 bytes'
+  if (acceptedSignature !== null && !isBytes(acceptedSignature, 65)) return 'acceptedSignature must be 65 bytes or nil'
   if (!isAmount(deposit) || !isAmount(settled) || !isAmount(accepted) || !isAmount(spent) || !isAmount(creditWindow))
     return 'amounts must be canonical uint128 decimal strings'
   const schedule = prices(o.prices, ctx)
@@ -242,6 +243,7 @@ const welcome: Validator<Welcome> = (o, ctx) => {
     deposit,
     settled,
     accepted,
+    acceptedSignature: acceptedSignature === null ? null : copy(acceptedSignature),
     spent,
     prices: schedule,
     creditWindow,

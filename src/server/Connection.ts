@@ -258,6 +258,7 @@ export class Connection {
         deposit: record.deposit.toString(),
         settled: record.settled.toString(),
         accepted: record.accepted.toString(),
+        acceptedSignature: record.acceptedSignature ? hexToBytes(record.acceptedSignature) : null,
         spent: record.spent.toString(),
         prices: PriceSchedule.toWire(context.offer.prices),
         creditWindow: context.offer.creditWindow.toString(),

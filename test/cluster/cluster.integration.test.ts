@@ -102,13 +102,13 @@ async function newClient(deposit = 1_000_000n): Promise<Client> {
 }
 
 /** An SDK session on `node`: the same offer, with that node's WebSocket URL. */
-const sessionOn = (node: Node, client: Client): Promise<Session> =>
-  connect({ offer: { ...node.offer }, params: client.params, key: client.key, reconnectAttempts: 0 })
+const sessionOn = (node: Node, client: Client, priorSpend?: bigint): Promise<Session> =>
+  connect({ offer: { ...node.offer }, params: client.params, key: client.key, reconnectAttempts: 0, ...(priorSpend === undefined ? {} : { priorSpend }) })
 
-/** Streams one request until done; resolves once the server acknowledged the voucher for everything. */
+/** Streams one request until done; resolves once the server acknowledged the last voucher the client signed. */
 async function streamPaid(session: Session, maxTokens: number): Promise<Done> {
   const { done } = await collect(session.stream({ model: MODEL, messages, maxTokens }))
-  await until(() => session.accepted === session.spent, 5_000, 'the last voucher to be acknowledged')
+  await until(() => session.accepted === session.signed, 5_000, 'the last voucher to be acknowledged')
   return done
 }
 
@@ -386,7 +386,12 @@ describe('settlement', () => {
     const killedAt = Date.now()
     await leader.proc.kill()
     expect((await streaming.ended as SessionError).details).toBe('connection_lost')
-    const [idleOnSurvivor, busyOnSurvivor] = await Promise.all([sessionOn(survivor, idle), sessionOn(survivor, busy)])
+    // The clients say what they signed on the dead node (priorSpend): the survivor's word alone does not
+    // make them pay for what the dead node metered and they never received.
+    const [idleOnSurvivor, busyOnSurvivor] = await Promise.all([
+      sessionOn(survivor, idle, idleOnLeader.signed),
+      sessionOn(survivor, busy, busyOnLeader.signed),
+    ])
     // Within the lease TTL (the dead node's leases expire; nobody waits longer).
     expect(Date.now() - killedAt).toBeLessThan(TTL + 1_500)
     // The idle client resumes exactly where it was.

@@ -6,7 +6,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createSessionKey } from '../../src/client/SessionKey.js'
 import { encode } from '../../src/protocol/codec.js'
-import type { Frame } from '../../src/protocol/Frame.js'
+import { PROTOCOL_VERSION, type Frame } from '../../src/protocol/Frame.js'
 import * as Frames from '../../src/protocol/Frames.js'
 import { createBystander, type Bystander } from '../support/bystander.js'
 import { openChannel } from '../support/channels.js'
@@ -145,7 +145,7 @@ describe('frames', () => {
       const { raw } = await attacker()
       const limit = stack.node.server.context.limits.junkFramesPerSecond
       const before = stack.node.server.metrics.junkFrames
-      for (let i = 0; i < 1_000; i++) raw.sendBytes(junk({ t: 'bogus', v: 1, i }))
+      for (let i = 0; i < 1_000; i++) raw.sendBytes(junk({ t: 'bogus', v: PROTOCOL_VERSION, i }))
       expect(await cutOff(raw, 1008)).toBe('rate_limited')
       // Answered up to the limit, then closed: the rest never reached the decoder's answer path.
       expect(raw.all('error').filter((e) => e.code === 'frame_unknown_type')).toHaveLength(limit)

@@ -53,10 +53,12 @@ type RequestContext = {
 type Behaviour = {
   /** The spent a welcome claims, given the honest total and the connection's index (0 = first). */
   welcomeSpent?(honest: bigint, connection: number): bigint
+  /** The accepted voucher a welcome states. Default: the last voucher received, with its signature. */
+  welcomeAccepted?(): { accepted: bigint; signature: Uint8Array | null }
   onRequest(request: RequestContext): Promise<void> | void
 }
 
-type SignedVoucher = { amount: bigint; signature: Hex; honest: bigint; bound: bigint }
+type SignedVoucher = { channelId: Hex; amount: bigint; signature: Hex; honest: bigint; bound: bigint }
 
 /** What the operator did and received, for one channel. */
 type Books = {
@@ -104,12 +106,17 @@ function startOperator(offer: Offer): Promise<string> {
           if (!result.ok) throw new Error(`the test's hello was refused: ${result.reason}`)
           admitted = result.value
           const { onChain, channelId } = result.value
+          // This channel's: a late voucher of an earlier test's session may land in these books too.
+          const last = books.vouchers.findLast((v) => v.channelId === channelId)
+          const { accepted, signature } = behaviour.welcomeAccepted?.() ??
+            (last ? { accepted: last.amount, signature: hexToBytes(last.signature) } : { accepted: 0n, signature: null })
           send(
             Frames.welcome({
               channelId: hexToBytes(channelId),
               deposit: onChain.deposit.toString(),
               settled: onChain.settled.toString(),
-              accepted: (books.vouchers.at(-1)?.amount ?? 0n).toString(),
+              accepted: accepted.toString(),
+              acceptedSignature: signature,
               spent: (behaviour.welcomeSpent?.(books.honest, connection) ?? books.honest).toString(),
               prices: PriceSchedule.toWire(offer.prices),
               creditWindow: offer.creditWindow.toString(),
@@ -123,7 +130,7 @@ function startOperator(offer: Offer): Promise<string> {
           const deployment = { chainId: stack.fx.chain.chainId, escrow: offer.escrow }
           const verified = Voucher.verify(deployment, { channelId: admitted!.channelId, cumulativeAmount: amount }, signature, admitted!.params.signer)
           expect(verified.ok, 'a voucher signed by the channel signer').toBe(true)
-          books.vouchers.push({ amount, signature, honest: books.honest, bound: books.bound })
+          books.vouchers.push({ channelId: admitted!.channelId, amount, signature, honest: books.honest, bound: books.bound })
           send(Frames.ack({ accepted: amount.toString(), spent: books.honest.toString() }))
           return
         }
@@ -242,6 +249,10 @@ async function operatorSession(options: Partial<ConnectParameters> = {}): Promis
   const session = await connect({ offer: operatorOffer, params: payer.params, key: payer.key, reconnectAttempts: 1, ...options })
   return { session, ...payer }
 }
+
+/** `payer`'s key's signature of a voucher for `amount` on its channel. */
+const signedBy = (p: Payer, amount: bigint): Uint8Array =>
+  p.key.signVoucher({ chainId: stack.fx.chain.chainId, escrow: operatorOffer.escrow }, { channelId: p.channelId, cumulativeAmount: amount })
 
 const messages: ChatMessage[] = [{ role: 'user', content: 'Tell me a story.' }] // 16 bytes: estimate 8
 const INPUT = BigInt(estimateInputTokens(messages))
@@ -390,7 +401,10 @@ describe('a server that overcharges', () => {
     session.disconnect()
   })
 
-  test('a first welcome claiming spent on a channel just opened: with priorSpend 0n nothing of it is paid', async () => {
+  test.each([
+    ['with priorSpend 0n', { priorSpend: 0n }],
+    ['by default (the welcome proves no voucher)', {}],
+  ])('a first welcome claiming spent on a channel just opened: %s nothing of it is paid', async (_, options) => {
     behaviour = {
       welcomeSpent: (honest) => honest + 5_000n,
       async onRequest(r) {
@@ -400,12 +414,48 @@ describe('a server that overcharges', () => {
         await r.done({ spentAhead: 5_000n })
       },
     }
-    const { session } = await operatorSession({ priorSpend: 0n })
+    const { session } = await operatorSession(options)
     const error = await refused(session)
     expect(error.code).toBe('overcharged')
     await sleep(100)
     expectVouchersWithinHonest()
     expect(session.signed).toBe(INPUT + 6n)
+    session.disconnect()
+  })
+
+  test.each([
+    ['without a signature', () => null],
+    ['with a signature of another amount', (p: Payer) => signedBy(p, 4_000n)],
+    ['with another key signing', (p: Payer) => signedBy({ ...p, key: createSessionKey() }, 5_000n)],
+  ])('a first welcome stating an accepted voucher %s fails the handshake; none is signed', async (_, signature) => {
+    const payer = await newPayer(operatorOffer)
+    behaviour = {
+      welcomeSpent: () => 5_000n,
+      welcomeAccepted: () => ({ accepted: 5_000n, signature: signature(payer) }),
+      onRequest() {},
+    }
+    const connecting = connect({ offer: operatorOffer, params: payer.params, key: payer.key, reconnectAttempts: 1 })
+    await expect(connecting).rejects.toMatchObject({ code: 'handshake_failed' })
+    expect(books.vouchers).toEqual([])
+  })
+
+  test("a first welcome with this key's signature of accepted: agreed up to it, what was served past it unpaid is not", async () => {
+    const payer = await newPayer(operatorOffer)
+    // The server holds a voucher for 100 and claims 60 more served before this session.
+    behaviour = {
+      welcomeSpent: () => 160n,
+      welcomeAccepted: () => ({ accepted: 100n, signature: signedBy(payer, 100n) }),
+      async onRequest(r) {
+        r.tokens(3, 160n)
+        await r.done({ spentAhead: 160n })
+      },
+    }
+    const session = await connect({ offer: operatorOffer, params: payer.params, key: payer.key, reconnectAttempts: 1 })
+    expect(session.signed).toBe(100n)
+    await collect(session.stream({ model: MODEL, messages, maxTokens: 3 }))
+    await sleep(100)
+    // 100 agreed before, then this request's input and three tokens: the claimed 60 stays unpaid.
+    expect(books.vouchers.at(-1)!.amount).toBe(100n + INPUT + 6n)
     session.disconnect()
   })
 })

@@ -16,7 +16,7 @@
 import type { Hex } from 'viem'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { decodeServerFrame } from '../../src/protocol/codec.js'
-import type { ServerFrame } from '../../src/protocol/Frame.js'
+import { PROTOCOL_VERSION, type ServerFrame } from '../../src/protocol/Frame.js'
 import * as DemoSource from '../../src/server/upstream/DemoSource.js'
 import type { TokenSource } from '../../src/server/upstream/TokenSource.js'
 import type { ChannelStore } from '../../src/store/ChannelStore.js'
@@ -105,7 +105,7 @@ async function payingStream(client: TestClient) {
     const decoded = decodeServerFrame(new Uint8Array(data), { maxFrameBytes: 1 << 20 })
     if (decoded.ok && decoded.value.t === 'tokens') pay(BigInt(decoded.value.charge))
   })
-  raw.send({ t: 'request', v: 1, id: 1, model: 'demo-1', messages: [{ role: 'user', content: `${client.channelId} talk at length` }], maxTokens: 10_000 })
+  raw.send({ t: 'request', v: PROTOCOL_VERSION, id: 1, model: 'demo-1', messages: [{ role: 'user', content: `${client.channelId} talk at length` }], maxTokens: 10_000 })
   return { raw, state, pay }
 }
 

@@ -3,7 +3,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { connect, SessionError } from '../../src/client/Session.js'
 import type { SessionKey } from '../../src/client/SessionKey.js'
+import { collect } from '../support/collect.js'
 import { balanceOf } from '../support/escrowFixture.js'
+import { until } from '../support/rawClient.js'
 import { MODEL, startStack, type Stack } from '../support/stack.js'
 
 let stack: Stack
@@ -42,6 +44,24 @@ describe('one client', () => {
     expect(await balanceOf(fx.chain, fx.usdcAddress, payee.address)).toBe(billed)
     expect(await balanceOf(fx.chain, fx.usdcAddress, client.payer.address)).toBe(deposit - billed)
     expect(text.length).toBeGreaterThan(0)
+  })
+})
+
+describe('a new session on a channel used before', () => {
+  // No priorSpend: the welcome shows the voucher this key signed, and the new session takes it as agreed.
+  test('resumes from the voucher the welcome shows this key signed; an honest server is paid in full', async () => {
+    const client = await stack.newClient(10_000n)
+    await collect(client.session.stream({ model: MODEL, messages, maxTokens: 20 }))
+    await until(() => client.session.accepted === client.session.signed, 5_000, 'the last voucher to be acknowledged')
+    client.session.disconnect()
+
+    const again = await connect({ offer: stack.offer, params: client.params, key: client.key })
+    expect(again.signed).toBe(client.session.signed)
+    expect(again.spent).toBe(client.session.spent)
+    const { tokens, done } = await collect(again.stream({ model: MODEL, messages, maxTokens: 10 }))
+    expect(tokens).toBe(10)
+    const closed = await again.close()
+    expect(BigInt(closed.paid)).toBe(BigInt(done.spent))
   })
 })
 
