@@ -283,7 +283,9 @@ describe('failures', () => {
     const channel = await openTracked(1_000n, 450n)
     let claimFailures = 1
     const { watchtower } = rig({
-      policy: { retry: { baseDelayMs: 1, maxDelayMs: 2 } },
+      // The retry comes due 100–200 ms after the failure: late enough that the first poll's own pass over
+      // what is owed (right after it handled the close request) cannot retry it on a slow machine.
+      policy: { retry: { baseDelayMs: 200, maxDelayMs: 400 } },
       settler: (real) => ({
         closeChannel: async (id) => Promise.reject(new SettlementError('settlement_failed', id)),
         settleBeforeDeadline: async (id) => {
@@ -297,7 +299,7 @@ describe('failures', () => {
     expect(watchtower.stats()).toMatchObject({ owed: 1, settleFailures: 1, closeRequests: 1 })
     expect((await onChain(channel)).settled).toBe(0n)
 
-    await new Promise((resolve) => setTimeout(resolve, 10))
+    await new Promise((resolve) => setTimeout(resolve, 250))
     await watchtower.poll()
     expect(watchtower.stats()).toMatchObject({ owed: 0, claimedOnly: 1, closed: 0 })
     expect(await onChain(channel)).toMatchObject({ settled: 450n, status: 1 })
