@@ -116,11 +116,14 @@ export class Connection {
     if (this.#claimed) this.context.registry.release(this.#claimed, this)
     const channel = this.#channel
     if (channel) {
-      this.#persisted = this.context.ledger.persistSpent(channel.channelId, channel.account.spent).catch((error) => {
-        this.context.log.error({ err: error, channelId: channel.channelId }, 'failed to persist spent on close')
-      })
+      // The vouchers received first (none waits for a batch to fill), then the spend.
+      this.#persisted = this.#vouchersHandled()
+        .then(() => this.context.ledger.persistSpent(channel.channelId, channel.account.spent))
+        .catch((error) => {
+          this.context.log.error({ err: error, channelId: channel.channelId }, 'failed to persist spent on close')
+        })
     }
-    // Only once the spend is persisted: the node that takes the lease next reads it.
+    // Only once the vouchers and the spend are persisted: the node that takes the lease next reads them.
     const leased = this.#leased
     if (leased) {
       this.#persisted = this.#persisted
@@ -129,9 +132,9 @@ export class Connection {
     }
   }
 
-  /** Resolves once a closed connection has persisted what it metered and every voucher it received. */
-  async whenClosed(): Promise<void> {
-    await Promise.all([this.#vouchersHandled(), this.#persisted])
+  /** Resolves once a closed connection has persisted every voucher it received and what it metered. */
+  whenClosed(): Promise<void> {
+    return this.#persisted
   }
 
   /**
@@ -174,7 +177,11 @@ export class Connection {
         if (amount < this.#highestReceived || amount < this.#channel!.account.accepted)
           return this.#fatal('voucher_not_increasing', 'vouchers are cumulative and may not decrease', CloseCode.policy)
         this.#highestReceived = amount
-        const handled = this.#voucher(frame)
+        const handled = this.#voucher(frame).catch((error: unknown) => {
+          // The verifier failed (a worker died) or the chain did not answer an ERC-1271 check: not the peer's fault.
+          this.context.log.error({ err: error, channelId: this.#channel?.channelId }, 'voucher could not be checked')
+          this.#fatal('internal_error', 'the server could not check the voucher', CloseCode.internal)
+        })
         this.#vouchersInFlight.add(handled)
         void handled.finally(() => this.#vouchersInFlight.delete(handled))
         return
@@ -365,11 +372,11 @@ export class Connection {
     })
   }
 
-  /** Resolves once every voucher received is verified and persisted (or refused); none waits for a batch to fill. */
+  /** Resolves once every voucher received is verified and persisted, or refused; none waits for a batch to fill. */
   #vouchersHandled(): Promise<unknown> {
     if (this.#vouchersInFlight.size === 0) return Promise.resolve()
     this.context.verifier.expedite()
-    return Promise.all(this.#vouchersInFlight)
+    return Promise.allSettled(this.#vouchersInFlight)
   }
 
   #needVoucher(required: bigint): void {

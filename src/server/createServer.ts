@@ -153,6 +153,8 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     closeTimeout: CLOSE_TIMEOUT_MS,
   } as ServerOptions & { closeTimeout: number })
   const live = new Map<WebSocket, Connection>()
+  /** Connections whose socket closed and whose vouchers and spend are still being persisted. */
+  const settling = new Set<Promise<void>>()
   let accepting = true
   let closing: Promise<void> | null = null
 
@@ -241,6 +243,10 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
       clearInterval(ping)
       live.delete(ws)
       connection.onClose()
+      // A shutdown waits for it too: its last vouchers may still be on their way to the store.
+      const persisted = connection.whenClosed()
+      settling.add(persisted)
+      void persisted.finally(() => settling.delete(persisted))
     })
   }
 
@@ -274,7 +280,7 @@ export async function createServer(options: CreateServerOptions): Promise<Sluice
     http.closeAllConnections()
     await httpClosed
     wss.close()
-    await Promise.all(connections.map((connection) => connection.whenClosed()))
+    await Promise.all([...connections.map((connection) => connection.whenClosed()), ...settling])
     await leases.close()
   }
 }

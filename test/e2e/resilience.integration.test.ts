@@ -195,24 +195,29 @@ describe('HTTP 402 discovery', () => {
 
 // Last: it shuts the node down.
 describe('graceful shutdown', () => {
-  test('node.close() persists a voucher it received that was still waiting for verification', async () => {
+  test.each([
+    ['whose socket is still open', false],
+    ['whose client already left', true],
+  ])('shutting down, the server persists a voucher still waiting for verification, of a connection %s', async (_, leaves) => {
     const lingeringStore = { ...createMemoryChannelStore(), close: async () => {} }
-    // Batches wait a minute to fill: the voucher is still queued when the node closes.
+    // Batches wait a minute to fill: the voucher is still queued when the server closes.
     const lingering = await startStack({ node: { store: lingeringStore, verifier: { mode: 'pool', threads: 1, maxDelayMs: 60_000 } } })
-    let closed = false
     try {
       const client = await lingering.newClient(10_000n, { connect: false })
       const { raw } = await openRaw(lingering.offer, client, client.key)
       const { metrics } = lingering.node.server
       raw.pay(client.key, 50n)
       await until(() => metrics.vouchersReceived === 1, 5_000, 'the server to receive the voucher')
-      expect(metrics.vouchersVerified).toBe(0)
-      await lingering.node.close()
-      closed = true
+      if (leaves) {
+        raw.close()
+        await until(() => metrics.openConnections === 0, 5_000, 'the server to see the socket close')
+        await sleep(50) // ws emits its close event after the socket's
+      } else expect(metrics.vouchersVerified).toBe(0)
+      // The server alone, before the node closes its verifier: what it waited for is in the store.
+      await lingering.node.server.close()
       expect((await lingeringStore.get(client.channelId))?.accepted).toBe(50n)
     } finally {
-      if (!closed) await lingering.node.close()
-      await lingering.fx.chain.close()
+      await lingering.close()
     }
   })
 
