@@ -69,11 +69,20 @@ export type ConnectParameters = {
   /**
    * What this client agreed to on the channel before this session (e.g. the `signed` of an earlier
    * session, kept by the caller): the first welcome's `spent` is agreed only up to it. `0n` for a channel
-   * just opened. Default: what the first welcome proves this key signed, its `accepted` with the voucher's
-   * signature; a first welcome stating an accepted amount without this key's signature fails the handshake.
-   * Later welcomes, after a drop, are always checked against what this session saw and signed.
+   * just opened. The voucher a welcome shows this key signed counts too, if it is higher. Default: that voucher
+   * plus at most `resumeCredit`; a first welcome stating an accepted amount without this key's signature then
+   * fails the handshake. Later welcomes, after a drop, are always checked against what this session saw and
+   * signed.
    */
   priorSpend?: bigint
+  /**
+   * Without `priorSpend`: how much a first welcome may state as served and unpaid beyond the voucher it shows
+   * this key signed (never more than its credit window). An honest server runs at most one credit window
+   * ahead of its vouchers, so a client that died mid-stream pays that on resuming, and a dishonest server can
+   * claim no more from a new session. Default: 64 output tokens at the offer's dearest price, twice a
+   * server's default window. `0n`: nothing beyond the signed voucher.
+   */
+  resumeCredit?: bigint
   /**
    * The address whose EIP-191 signature each done frame's receipt must carry, checked along with the
    * receipt stating the done frame's own figures (SessionError 'receipt_invalid' otherwise). Default: the
@@ -511,11 +520,10 @@ export class Session {
     this.accepted = BigInt(welcome.accepted)
     const serverSpent = BigInt(welcome.spent)
     // Resume: the client agrees to the server's total only up to what its own meter allowed or it signed. On
-    // a first welcome, that is what the caller says was agreed before (`priorSpend`), else what the welcome
-    // proves this key signed: what the server served past it unpaid (at most a credit window) stays unpaid.
+    // a first welcome: what the caller says was agreed before (`priorSpend`), else the voucher the welcome
+    // shows this key signed plus at most one credit window (`resumeCredit`).
     const agreed = this.#meter ? this.#agreedOf(this.#meter) : undefined
-    const known =
-      agreed === undefined ? (this.parameters.priorSpend ?? this.#signedBefore(welcome)) : agreed > this.signed ? agreed : this.signed
+    const known = agreed === undefined ? this.#agreedBefore(welcome) : agreed > this.signed ? agreed : this.signed
     const base = serverSpent <= known ? serverSpent : known
     this.#disputed = serverSpent - base
     this.spent = serverSpent
@@ -536,23 +544,42 @@ export class Session {
   }
 
   /**
-   * The voucher a first welcome shows this session's key signed before (`accepted` with its signature),
-   * taken as this session's best voucher; 0 for a channel with none.
+   * What a new session agrees the channel owed before it: `priorSpend` (or the voucher the welcome shows this
+   * key signed, if higher), else that voucher plus at most `resumeCredit` within the welcome's credit window.
    *
-   * @throws SessionError 'handshake_failed' when `accepted` is above 0 without this key's signature of it.
+   * @throws SessionError 'handshake_failed' without `priorSpend`, for an accepted amount above 0 that the
+   * welcome does not show signed by this key.
    */
-  #signedBefore(welcome: Welcome): bigint {
+  #agreedBefore(welcome: Welcome): bigint {
+    const proven = this.#provenAccepted(welcome)
+    const prior = this.parameters.priorSpend
+    if (prior !== undefined) return proven !== undefined && proven > prior ? proven : prior
+    if (proven === undefined)
+      throw new SessionError(
+        'handshake_failed',
+        `the server states an accepted voucher of ${welcome.accepted} without this key's signature of it; pass priorSpend to resume the channel`,
+      )
+    const window = BigInt(welcome.creditWindow)
+    const credit = this.parameters.resumeCredit ?? PriceSchedule.dearestOutputCost(this.parameters.offer.prices, 64n)
+    return proven + (window < credit ? window : credit)
+  }
+
+  /**
+   * The welcome's `accepted` if this key signed it (taken as this session's best voucher); 0 for none;
+   * undefined when it is not shown signed by this key. Only a key's 65-byte signature is checked here: a
+   * wallet's (ERC-1271) needs the chain.
+   */
+  #provenAccepted(welcome: Welcome): bigint | undefined {
     const accepted = BigInt(welcome.accepted)
     if (accepted === 0n) return 0n
     const signature = welcome.acceptedSignature
     const voucher = { channelId: this.channelId, cumulativeAmount: accepted }
-    if (!signature || !Voucher.verify(this.deployment, voucher, signature, this.parameters.key.address).ok)
-      throw new SessionError(
-        'handshake_failed',
-        `the server states an accepted voucher of ${accepted} without this key's signature of it; pass priorSpend to resume the channel`,
-      )
-    this.signed = accepted
-    this.#signature = signature
+    if (signature?.length !== 65 || !Voucher.verify(this.deployment, voucher, signature, this.parameters.key.address).ok)
+      return undefined
+    if (accepted > this.signed) {
+      this.signed = accepted
+      this.#signature = signature
+    }
     return accepted
   }
 

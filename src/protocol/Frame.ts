@@ -89,9 +89,10 @@ export type Welcome = {
   settled: DecimalString
   accepted: DecimalString
   /**
-   * The channel signer's signature of the voucher for `accepted` (65 bytes r ‖ s ‖ v): a client that kept no
-   * record of what it signed checks that it agreed to `accepted` (Session's `priorSpend`). Null when
-   * `accepted` is 0, or is the chain's settled amount and the server does not hold that voucher.
+   * The signature of the voucher for `accepted`, as the server received it (65 bytes r ‖ s ‖ v from a key;
+   * longer from an ERC-1271 wallet): a client that kept no record of what it signed checks that its key
+   * signed `accepted`. Null when `accepted` is 0, or is the chain's settled amount and the server does not
+   * hold that voucher.
    */
   acceptedSignature: Uint8Array | null
   spent: DecimalString

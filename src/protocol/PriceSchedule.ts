@@ -37,6 +37,22 @@ export function fromWire(wire: WirePriceSchedule): PriceSchedule {
   return schedule
 }
 
+/**
+ * What `tokens` output tokens cost at the schedule's dearest output price, rounded up: the unit of the
+ * server's default credit window and of the client's default resume credit.
+ *
+ * @example
+ * dearestOutputCost({ 'demo-1': { input: Price.perToken('1'), output: Price.perToken('2') } }, 32n) // 64n
+ */
+export function dearestOutputCost(schedule: PriceSchedule, tokens: bigint): bigint {
+  let cost = 0n
+  for (const { output } of Object.values(schedule)) {
+    const next = Price.ceilCost(output, tokens)
+    if (next > cost) cost = next
+  }
+  return cost
+}
+
 function priceToWire(price: Price.Price) {
   return { numerator: price.numerator.toString(), denominator: price.denominator.toString() }
 }

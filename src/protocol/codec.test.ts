@@ -127,6 +127,7 @@ describe('round trip', () => {
     ok(server.tokens, ['text'], '')
     ok(server.welcome, ['prices'], {})
     ok(server.welcome, ['acceptedSignature'], bytes(65))
+    ok(server.welcome, ['acceptedSignature'], bytes(2048))
     ok(server.error, ['id'], DELETE)
   })
 
@@ -292,6 +293,7 @@ const malformed = [
   ...(['deposit', 'settled', 'accepted', 'spent', 'creditWindow'] as const).map((key) => bad(server.welcome, [key], '01')),
   bad(server.welcome, ['creditWindow'], (2n ** 128n).toString()),
   bad(server.welcome, ['acceptedSignature'], bytes(64)),
+  bad(server.welcome, ['acceptedSignature'], bytes(2049)),
   bad(server.welcome, ['acceptedSignature'], `0x${'07'.repeat(65)}`),
   bad(server.welcome, ['acceptedSignature'], DELETE),
   bad(server.welcome, ['prices'], []),

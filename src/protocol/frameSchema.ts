@@ -231,7 +231,9 @@ const welcome: Validator<Welcome> = (o, ctx) => {
   if (problem) return problem
   const { channelId, deposit, settled, accepted, acceptedSignature, spent, creditWindow } = o
   if (!isBytes(channelId, 32)) return 'channelId must be 32 bytes'
-  if (acceptedSignature !== null && !isBytes(acceptedSignature, 65)) return 'acceptedSignature must be 65 bytes or nil'
+  // As a voucher's signature: 65 bytes from a key, longer from an ERC-1271 wallet.
+  if (acceptedSignature !== null && !isBytes(acceptedSignature, 65, PROOF_MAX))
+    return `acceptedSignature must be 65..${PROOF_MAX} bytes or nil`
   if (!isAmount(deposit) || !isAmount(settled) || !isAmount(accepted) || !isAmount(spent) || !isAmount(creditWindow))
     return 'amounts must be canonical uint128 decimal strings'
   const schedule = prices(o.prices, ctx)

@@ -1,7 +1,7 @@
 import type { Address } from 'viem'
 import { ParameterError } from '../errors/ProtocolError.js'
 import * as Price from '../protocol/Price.js'
-import type { PriceSchedule } from '../protocol/PriceSchedule.js'
+import { dearestOutputCost, type PriceSchedule } from '../protocol/PriceSchedule.js'
 
 /** Safety limits; every one is on by default. */
 export type Limits = {
@@ -93,12 +93,7 @@ export function validateOffer(offer: Offer): void {
 
 /** The default credit window: 32 output tokens at the highest output price, rounded up. */
 export function defaultCreditWindow(prices: PriceSchedule): bigint {
-  let window = 0n
-  for (const { output } of Object.values(prices)) {
-    const cost = Price.ceilCost(output, 32n)
-    if (cost > window) window = cost
-  }
-  return window
+  return dearestOutputCost(prices, 32n)
 }
 
 /** Merges limits with defaults and validates them. */

@@ -185,8 +185,9 @@ export type VoucherVerifier = {
   /** Verifies one voucher; resolves with a Result, rejects only with a {@link VerifierError}. */
   verify(job: VerifyJob): Promise<VerifyReturnType>
   /**
-   * Someone waits on a voucher that may be queued (a stream out of credit): what waits for a batch to fill
-   * goes to the pool at the next turn of the event loop instead of after `maxDelayMs`.
+   * Someone waits on a voucher that may be queued (a stream out of credit): what waits for a batch to fill,
+   * for every channel, goes to the pool at the next turn of the event loop instead of after `maxDelayMs`.
+   * While the pool is full it does nothing: each finished batch sends what waits anyway.
    */
   expedite(): void
   /** Resolves when the workers have loaded the worker module (≈ 0.2–1.5 s), rejects if they cannot. */

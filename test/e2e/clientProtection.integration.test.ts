@@ -250,6 +250,9 @@ async function operatorSession(options: Partial<ConnectParameters> = {}): Promis
   return { session, ...payer }
 }
 
+/** The scripted operator's credit window (the stack's default: 32 output tokens at 2). */
+const operatorOfferWindow = 64n
+
 /** `payer`'s key's signature of a voucher for `amount` on its channel. */
 const signedBy = (p: Payer, amount: bigint): Uint8Array =>
   p.key.signVoucher({ chainId: stack.fx.chain.chainId, escrow: operatorOffer.escrow }, { channelId: p.channelId, cumulativeAmount: amount })
@@ -401,10 +404,14 @@ describe('a server that overcharges', () => {
     session.disconnect()
   })
 
+  // The welcome shows no voucher: by default a new session agrees to at most one credit window of it (what
+  // an honest server may have served a client that died before paying), and with priorSpend or resumeCredit
+  // 0n to none.
   test.each([
-    ['with priorSpend 0n', { priorSpend: 0n }],
-    ['by default (the welcome proves no voucher)', {}],
-  ])('a first welcome claiming spent on a channel just opened: %s nothing of it is paid', async (_, options) => {
+    ['with priorSpend 0n', { priorSpend: 0n }, 0n],
+    ['with resumeCredit 0n', { resumeCredit: 0n }, 0n],
+    ['by default', {}, operatorOfferWindow],
+  ])('a first welcome claiming 5,000 spent on a channel just opened: %s, %s of it is paid', async (_, options, paid) => {
     behaviour = {
       welcomeSpent: (honest) => honest + 5_000n,
       async onRequest(r) {
@@ -418,8 +425,7 @@ describe('a server that overcharges', () => {
     const error = await refused(session)
     expect(error.code).toBe('overcharged')
     await sleep(100)
-    expectVouchersWithinHonest()
-    expect(session.signed).toBe(INPUT + 6n)
+    expect(session.signed).toBe(INPUT + 6n + paid)
     session.disconnect()
   })
 
@@ -439,23 +445,23 @@ describe('a server that overcharges', () => {
     expect(books.vouchers).toEqual([])
   })
 
-  test("a first welcome with this key's signature of accepted: agreed up to it, what was served past it unpaid is not", async () => {
+  test("a first welcome with this key's signature of accepted: agreed up to it and one credit window, not beyond", async () => {
     const payer = await newPayer(operatorOffer)
-    // The server holds a voucher for 100 and claims 60 more served before this session.
+    // The server holds a voucher for 100 and claims 200 more served before this session: more than a window.
     behaviour = {
-      welcomeSpent: () => 160n,
+      welcomeSpent: () => 300n,
       welcomeAccepted: () => ({ accepted: 100n, signature: signedBy(payer, 100n) }),
       async onRequest(r) {
-        r.tokens(3, 160n)
-        await r.done({ spentAhead: 160n })
+        r.tokens(3, 300n)
+        await r.done({ spentAhead: 300n })
       },
     }
     const session = await connect({ offer: operatorOffer, params: payer.params, key: payer.key, reconnectAttempts: 1 })
     expect(session.signed).toBe(100n)
     await collect(session.stream({ model: MODEL, messages, maxTokens: 3 }))
     await sleep(100)
-    // 100 agreed before, then this request's input and three tokens: the claimed 60 stays unpaid.
-    expect(books.vouchers.at(-1)!.amount).toBe(100n + INPUT + 6n)
+    // 100 signed before and one window (64), then this request's input and three tokens: the rest is unpaid.
+    expect(books.vouchers.at(-1)!.amount).toBe(100n + operatorOfferWindow + INPUT + 6n)
     session.disconnect()
   })
 })
