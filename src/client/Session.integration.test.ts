@@ -1,5 +1,6 @@
 import { WebSocketServer } from 'ws'
 import { afterAll, beforeAll, expect, test } from 'vitest'
+import { ParameterError } from '../errors/ProtocolError.js'
 import * as Price from '../protocol/Price.js'
 import { offlineOffer, selfSignedParams } from '../../test/support/offlineOffer.js'
 import { connect, SessionError } from './Session.js'
@@ -15,18 +16,29 @@ beforeAll(async () => {
 })
 afterAll(() => new Promise((resolve) => server.close(resolve)))
 
-test('no welcome within the handshake timeout: connect fails with connection_lost', async () => {
-  const key = createSessionKey()
-  const offer = offlineOffer({
+const silentOffer = () =>
+  offlineOffer({
     payee: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
     creditWindow: 10n,
     websocket: url,
     prices: { m: { input: Price.perToken('1'), output: Price.perToken('1') } },
   })
+
+test('no welcome within the handshake timeout: connect fails with connection_lost', async () => {
+  const key = createSessionKey()
+  const offer = silentOffer()
   const params = selfSignedParams(offer, key.address, `0x${'00'.repeat(32)}`)
   const started = Date.now()
   const error = await connect({ offer, params, key, handshakeTimeoutMs: 200, reconnectAttempts: 0 }).catch((e) => e)
   expect(error).toBeInstanceOf(SessionError)
   expect((error as SessionError).code).toBe('connection_lost')
   expect(Date.now() - started).toBeLessThan(5_000)
+})
+
+test('a negative priorSpend or resumeCredit is refused before connecting', async () => {
+  const key = createSessionKey()
+  const offer = silentOffer()
+  const params = selfSignedParams(offer, key.address)
+  await expect(connect({ offer, params, key, priorSpend: -1n })).rejects.toBeInstanceOf(ParameterError)
+  await expect(connect({ offer, params, key, resumeCredit: -1n })).rejects.toBeInstanceOf(ParameterError)
 })

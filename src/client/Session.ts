@@ -1,5 +1,6 @@
 import { bytesToHex, hexToBytes, type Address, type Hex } from 'viem'
 import { BaseError } from '../errors/BaseError.js'
+import { ParameterError } from '../errors/ProtocolError.js'
 import * as ChannelId from '../protocol/ChannelId.js'
 import type { ChannelParams } from '../protocol/ChannelParams.js'
 import { decodeServerFrame, encode } from '../protocol/codec.js'
@@ -150,6 +151,10 @@ export class Session {
   vouchersSent = 0
 
   constructor(private readonly parameters: ConnectParameters) {
+    for (const name of ['priorSpend', 'resumeCredit'] as const) {
+      const value = parameters[name]
+      if (value !== undefined && (typeof value !== 'bigint' || value < 0n)) throw new ParameterError(name, 'a bigint ≥ 0n', value)
+    }
     this.deployment = { chainId: parameters.offer.chainId, escrow: parameters.offer.escrow }
     this.channelId = ChannelId.compute(this.deployment, parameters.params)
   }
