@@ -1,6 +1,5 @@
 import type { Address } from 'viem'
 import { ParameterError } from '../errors/ProtocolError.js'
-import * as Price from '../protocol/Price.js'
 import { dearestOutputCost, type PriceSchedule } from '../protocol/PriceSchedule.js'
 
 /** Safety limits; every one is on by default. */

@@ -43,8 +43,9 @@ function demoWithBulk(): TokenSource {
   }
 }
 
-// The node's close() closes its store; this one stays readable so the test can check what was persisted.
-const store = { ...createMemoryChannelStore(), close: async () => {} }
+// The node's close() closes its store; these stay readable so the tests can check what was persisted.
+const readableStore = () => ({ ...createMemoryChannelStore(), close: async () => {} })
+const store = readableStore()
 let stack: Stack
 let nodeClosed = false
 beforeAll(async () => {
@@ -199,7 +200,7 @@ describe('graceful shutdown', () => {
     ['whose socket is still open', false],
     ['whose client already left', true],
   ])('shutting down, the server persists a voucher still waiting for verification, of a connection %s', async (_, leaves) => {
-    const lingeringStore = { ...createMemoryChannelStore(), close: async () => {} }
+    const lingeringStore = readableStore()
     // Batches wait a minute to fill: the voucher is still queued when the server closes.
     const lingering = await startStack({ node: { store: lingeringStore, verifier: { mode: 'pool', threads: 1, maxDelayMs: 60_000 } } })
     try {

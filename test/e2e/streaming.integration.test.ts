@@ -72,8 +72,7 @@ describe('a verifier that waits long for batches to fill', () => {
     const lingering = await startStack({ node: { verifier: { mode: 'pool', threads: 1, maxDelayMs: 60_000 } } })
     try {
       const client = await lingering.newClient(10_000n)
-      let tokens = 0
-      for await (const chunk of client.session.stream({ model: MODEL, messages, maxTokens: 300 })) tokens += chunk.count
+      const { tokens } = await collect(client.session.stream({ model: MODEL, messages, maxTokens: 300 }))
       expect(tokens).toBe(300)
       // The credit window is 32 tokens, so the stream paused about every 32; each pause sent a batch (the
       // minute-long wait never ran out).
