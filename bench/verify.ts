@@ -5,7 +5,8 @@
 // inline path (digest by hand + native recovery + compare, i.e. the worker's verifyBatch), raw
 // libsecp256k1 ecdsaRecover on precomputed digests, and (for reference only) ecdsaVerify against
 // a cached public key. Then the VoucherVerifier API: inline, pool with batches of 64, pool with
-// one voucher per task; and coalescing under overload (vouchers offered faster than capacity).
+// one voucher per task; coalescing under overload (vouchers offered faster than capacity); and the CPU
+// per voucher at moderate load, with small batches on the main thread (the default) and without.
 // The machine is shared and noisy: quote the ratios, which come from the same run.
 import { mkdir, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
@@ -88,6 +89,7 @@ const toJob = (s: Sample): VerifyJob => ({ deployment, channelId: s.channelId, a
 // Alternatives run in interleaved rounds and each keeps its median round, so a burst of load
 // from elsewhere on the machine hits all of them alike instead of whichever ran at that moment.
 const ROUNDS = 5
+const round2 = (x: number) => Math.round(x * 100) / 100
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 const report = (label: string, us: number, extra = '') =>
   console.log(`${label.padEnd(48)} ${us.toFixed(1).padStart(8)} µs/voucher ${Math.round(1e6 / us).toString().padStart(9)} /s${extra}`)
@@ -221,8 +223,10 @@ const [oursUs, digestUs, rawUs, cachedKeyUs] = (await interleaved([
 console.log('\nVoucherVerifier, distinct channels, all submitted at once (includes main-thread batching)')
 const apiOptions = { okCacheSize: 0, maxPending: 1_000_000 } satisfies VoucherVerifierOptions
 const inlineVerifier = createVoucherVerifier({ ...apiOptions, mode: 'inline' })
-const pool64Verifier = createVoucherVerifier({ ...apiOptions, mode: 'pool', threads: THREADS, batchSize: 64 })
-const pool1Verifier = createVoucherVerifier({ ...apiOptions, mode: 'pool', threads: THREADS, batchSize: 1 })
+// The pool's own cost: no batch is checked on the main thread.
+const poolOnly = { ...apiOptions, mode: 'pool', threads: THREADS, inlineSmallBatches: false } satisfies VoucherVerifierOptions
+const pool64Verifier = createVoucherVerifier({ ...poolOnly, batchSize: 64 })
+const pool1Verifier = createVoucherVerifier({ ...poolOnly, batchSize: 1 })
 await Promise.all([pool64Verifier.ready(), pool1Verifier.ready()])
 // okCacheSize 0 and rounds that finish before the next starts: every job is verified again.
 const [inlineApiUs, pool64Us, pool1Us] = (await interleaved([
@@ -306,8 +310,81 @@ console.log(
     `ack p50 ${overload.ackLatencyMs.p50} ms p99 ${overload.ackLatencyMs.p99} ms, max queue ${overload.maxQueueChannels} channels`,
 )
 
+// ---------------------------------------------------------------- 4. moderate load: CPU per voucher
+// MODERATE_CHANNELS channels each pay one voucher every MODERATE_INTERVAL_MS (1,000 vouchers/s, the load of
+// bench/streaming.ts), started at random phases. The default verifier (small batches on the main thread within
+// its share) against one that sends every batch to the pool, in interleaved rounds: CPU time of the whole
+// process (workers included) per voucher, and the time to each answer.
+const MODERATE_CHANNELS = 20
+const MODERATE_INTERVAL_MS = 20
+const MODERATE_ROUND_MS = 2_000
+const MODERATE_ROUNDS = 3
+type ModerateRound = { cpuUs: number; ackP50Ms: number; ackP99Ms: number }
+async function moderateRound(verifier: VoucherVerifier, tag: string): Promise<ModerateRound> {
+  const perChannel = MODERATE_ROUND_MS / MODERATE_INTERVAL_MS
+  const vouchers = Array.from({ length: MODERATE_CHANNELS }, (_, c) =>
+    Array.from({ length: perChannel }, (_, k) => makeSample(channel(c, tag), BigInt(k + 1), c)),
+  )
+  const latencies: number[] = []
+  const cpuBefore = process.cpuUsage()
+  await Promise.all(
+    vouchers.map(async (ofChannel) => {
+      await sleep(Math.random() * MODERATE_INTERVAL_MS)
+      const answers: Promise<void>[] = []
+      for (const sample of ofChannel) {
+        const submitted = performance.now()
+        answers.push(
+          verifier.verify(toJob(sample)).then((r) => {
+            if (!r.ok) throw new Error(`moderate load: a valid voucher was refused (${r.reason})`)
+            latencies.push(performance.now() - submitted)
+          }),
+        )
+        await sleep(MODERATE_INTERVAL_MS)
+      }
+      await Promise.all(answers)
+    }),
+  )
+  const cpu = process.cpuUsage(cpuBefore)
+  const sorted = Float64Array.from(latencies).sort()
+  return {
+    cpuUs: (cpu.user + cpu.system) / latencies.length,
+    ackP50Ms: percentile(sorted, 0.5),
+    ackP99Ms: percentile(sorted, 0.99),
+  }
+}
+const moderateVerifiers = {
+  smallBatchesInline: createVoucherVerifier({ ...apiOptions, mode: 'pool', threads: THREADS }),
+  everyBatchToPool: createVoucherVerifier({ ...poolOnly }),
+}
+await Promise.all(Object.values(moderateVerifiers).map((v) => v.ready()))
+const moderateRounds = { smallBatchesInline: [] as ModerateRound[], everyBatchToPool: [] as ModerateRound[] }
+console.log(`
+moderate load: ${MODERATE_CHANNELS} channels, a voucher every ${MODERATE_INTERVAL_MS} ms each, ${MODERATE_ROUNDS} rounds of ${MODERATE_ROUND_MS} ms`)
+for (let round = 0; round < MODERATE_ROUNDS; round++)
+  for (const [name, verifier] of Object.entries(moderateVerifiers) as [keyof typeof moderateVerifiers, VoucherVerifier][])
+    moderateRounds[name].push(await moderateRound(verifier, `moderate ${name} ${round}`))
+const moderateSummary = (name: keyof typeof moderateVerifiers) => {
+  const rounds = moderateRounds[name]
+  const { batches, inlineBatches } = moderateVerifiers[name].stats()
+  return {
+    cpuUsPerVoucher: round2(median(rounds.map((r) => r.cpuUs))),
+    ackP50Ms: round2(median(rounds.map((r) => r.ackP50Ms))),
+    ackP99Ms: round2(median(rounds.map((r) => r.ackP99Ms))),
+    batchesInline: round2(inlineBatches / Math.max(1, batches)),
+  }
+}
+const moderateLoad = {
+  vouchersPerSec: (MODERATE_CHANNELS * 1_000) / MODERATE_INTERVAL_MS,
+  smallBatchesInline: moderateSummary('smallBatchesInline'),
+  everyBatchToPool: moderateSummary('everyBatchToPool'),
+}
+await Promise.all(Object.values(moderateVerifiers).map((v) => v.close()))
+for (const name of ['smallBatchesInline', 'everyBatchToPool'] as const) {
+  const m = moderateLoad[name]
+  console.log(`  ${name.padEnd(20)} ${m.cpuUsPerVoucher} µs CPU/voucher, ack p50 ${m.ackP50Ms} ms p99 ${m.ackP99Ms} ms, ${m.batchesInline} of batches inline`)
+}
+
 // ---------------------------------------------------------------- ratios and results
-const round2 = (x: number) => Math.round(x * 100) / 100
 const ratios = {
   /** How many times faster our check is than viem's verifyTypedData (target ≥ 20). */
   oursVsViem: round2(viemUs / oursUs),
@@ -327,6 +404,8 @@ const ratios = {
   acceptedVsCapacity: round2(overload.acceptedPerSec / overload.verificationCapacityPerSec),
   /** Vouchers accepted per signature actually verified, under overload. */
   acceptedPerVerification: round2(overload.accepted / Math.max(1, overload.verificationsPerformed)),
+  /** At moderate load, CPU per voucher with every batch sent to the pool over the default's (small batches inline). */
+  moderateCpuPoolOnlyVsDefault: round2(moderateLoad.everyBatchToPool.cpuUsPerVoucher / moderateLoad.smallBatchesInline.cpuUsPerVoucher),
   /** Recovery time over cached-key verify time: the ≈20% we forgo (verify does not bind v). */
   recoverVsCachedKeyVerify: round2(rawUs / cachedKeyUs),
 }
@@ -362,6 +441,7 @@ const results = {
     verifierPoolPerTask: Math.round(1e6 / pool1.us),
   },
   overload,
+  moderateLoad,
   ratios,
   targets: {
     oursVsViemAtLeast20: ratios.oursVsViem >= 20,

@@ -42,6 +42,22 @@ function job(channelId: Hex, amount: bigint, signature: Uint8Array, signer: Addr
 
 const reasonOf = (r: VerifyReturnType) => (r.ok ? 'ok' : r.reason)
 
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sluice-verify-'))
+})
+afterAll(() => rm(dir, { recursive: true, force: true }))
+
+async function brokenWorker(name: string, body: string): Promise<string> {
+  const filename = join(dir, name)
+  await writeFile(filename, body)
+  return filename
+}
+
+/** A worker that loads (the warm-up's empty batch passes) and exits the thread on any real batch. */
+const exitingWorker = () =>
+  brokenWorker('exits.mjs', 'export default function (buffer) { if (buffer.byteLength > 0) process.exit(3); return buffer }\n')
+
 function highS(signature: Uint8Array): Uint8Array {
   const twin = signature.slice()
   const s = BigInt(`0x${bytesToHex(signature.subarray(32, 64))}`)
@@ -69,7 +85,7 @@ function offCurveSignature(): Uint8Array {
 describe('VoucherVerifier (pool)', () => {
   let verifier: VoucherVerifier
   beforeAll(async () => {
-    verifier = createVoucherVerifier({ threads: 2 })
+    verifier = createVoucherVerifier({ threads: 2, inlineSmallBatches: false })
     await verifier.ready()
   })
   afterAll(() => verifier.close())
@@ -216,7 +232,7 @@ describe('VoucherVerifier (pool)', () => {
 
 describe('VoucherVerifier overload', () => {
   test('past maxPending channels a new channel gets verifier_overloaded at once; waiting channels still coalesce', async () => {
-    const verifier = createVoucherVerifier({ threads: 1, maxPending: 10, maxInFlightBatches: 1, batchSize: 4 })
+    const verifier = createVoucherVerifier({ threads: 1, maxPending: 10, maxInFlightBatches: 1, batchSize: 4, inlineSmallBatches: false })
     await verifier.ready()
     const channels = Array.from({ length: 40 }, newChannel)
     const signatures = await Promise.all(channels.map((c) => signed(c, 1n)))
@@ -254,7 +270,7 @@ describe('VoucherVerifier inline and pool agree', () => {
   const channels = Array.from({ length: 12 }, newChannel)
   let signatures: Uint8Array[] = []
   beforeAll(async () => {
-    pool = createVoucherVerifier({ threads: 2, okCacheSize: 0, batchSize: 8 })
+    pool = createVoucherVerifier({ threads: 2, okCacheSize: 0, batchSize: 8, inlineSmallBatches: false })
     inline = createVoucherVerifier({ mode: 'inline', okCacheSize: 0, batchSize: 8 })
     signatures = await Promise.all(channels.map((c, i) => signed(c, BigInt(i + 1))))
     await Promise.all([pool.ready(), inline.ready()])
@@ -350,19 +366,53 @@ describe('worker batch function', () => {
   })
 })
 
-describe('VoucherVerifier failures and lifecycle', () => {
-  let dir: string
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sluice-verify-'))
+describe('VoucherVerifier small batches on the main thread (pool mode)', () => {
+  // The pool's worker exits on any real batch: a job that settles ok was checked on the main thread.
+  const jobs = async (count: number, amount = 1n) =>
+    Promise.all(Array.from({ length: count }, async () => {
+      const channelId = newChannel()
+      return job(channelId, amount, await signed(channelId, amount))
+    }))
+
+  test('a batch of at most maxBatch is checked inline, valid and invalid alike; a larger one goes to the pool', async () => {
+    const verifier = createVoucherVerifier({ threads: 1, worker: { filename: await exitingWorker() }, batchSize: 32 })
+    await verifier.ready()
+    const small = await jobs(16)
+    const forged = { ...small[15]!, amount: 2n } // signed for 1n
+    const answers = await Promise.all([...small.slice(0, 15), forged].map((j) => verifier.verify(j)))
+    expect(answers.map(reasonOf)).toEqual([...Array(15).fill('ok'), 'voucher_signer_mismatch'])
+    expect(verifier.stats()).toMatchObject({ batches: 1, inlineBatches: 1, verifications: 16 })
+    const large = await Promise.allSettled((await jobs(17)).map((j) => verifier.verify(j)))
+    expect(large.every((r) => r.status === 'rejected' && (r.reason as VerifierError).code === 'verifier_worker_failed')).toBe(true)
+    expect(verifier.stats()).toMatchObject({ batches: 2, inlineBatches: 1 })
+    await verifier.close()
   })
-  afterAll(() => rm(dir, { recursive: true, force: true }))
 
-  async function brokenWorker(name: string, body: string): Promise<string> {
-    const filename = join(dir, name)
-    await writeFile(filename, body)
-    return filename
-  }
+  test('past its share of the main thread a small batch goes to the pool, until the share refills', async () => {
+    // 10 µs of credit, refilled at 1 % of wall time: eight signature checks overdraw it by ~0.4 ms, which
+    // takes ~40 ms to refill (the jobs are signed beforehand, so the next one comes sooner), and 1 s is ample.
+    const verifier = createVoucherVerifier({ threads: 1, inlineSmallBatches: { share: 0.01, burstMs: 0.01 } })
+    await verifier.ready()
+    const [first, second, third] = [await jobs(8), await jobs(1), await jobs(1)]
+    const okAll = async (batch: VerifyJob[]) => (await Promise.all(batch.map((j) => verifier.verify(j)))).every((r) => r.ok)
+    expect(await okAll(first)).toBe(true)
+    expect(await okAll(second)).toBe(true)
+    expect(verifier.stats()).toMatchObject({ batches: 2, inlineBatches: 1 })
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    expect(await okAll(third)).toBe(true)
+    expect(verifier.stats()).toMatchObject({ batches: 3, inlineBatches: 2 })
+    await verifier.close()
+  })
 
+  test('a pool whose workers failed to start fails small batches too', async () => {
+    const verifier = createVoucherVerifier({ threads: 1, worker: { filename: join(dir, 'missing.mjs') } })
+    await expect(verifier.ready()).rejects.toBeInstanceOf(VerifierError)
+    await expect(verifier.verify((await jobs(1))[0]!)).rejects.toMatchObject({ code: 'verifier_worker_failed' })
+    await verifier.close()
+  })
+})
+
+describe('VoucherVerifier failures and lifecycle', () => {
   test('a worker that throws rejects its jobs with VerifierError, not a hang', async () => {
     const filename = await brokenWorker('throws.mjs', "export default function () { throw new Error('boom') }\n")
     const verifier = createVoucherVerifier({ threads: 1, worker: { filename } })
@@ -376,11 +426,7 @@ describe('VoucherVerifier failures and lifecycle', () => {
   })
 
   test('a worker thread that exits mid-batch rejects its jobs with VerifierError', async () => {
-    const filename = await brokenWorker(
-      'exits.mjs',
-      'export default function (buffer) { if (buffer.byteLength > 0) process.exit(3); return buffer }\n',
-    )
-    const verifier = createVoucherVerifier({ threads: 1, worker: { filename } })
+    const verifier = createVoucherVerifier({ threads: 1, worker: { filename: await exitingWorker() }, inlineSmallBatches: false })
     await verifier.ready()
     const channelId = newChannel()
     const results = await Promise.allSettled([
@@ -437,6 +483,8 @@ describe('VoucherVerifier failures and lifecycle', () => {
     expect(() => createVoucherVerifier({ mode: 'inline', maxDelayMs: -1 })).toThrow(ParameterError)
     expect(() => createVoucherVerifier({ mode: 'inline', maxPending: 1.5 })).toThrow(ParameterError)
     expect(() => createVoucherVerifier({ mode: 'threads' as 'pool' })).toThrow(ParameterError)
+    for (const inlineSmallBatches of [{ share: 0 }, { share: 1.5 }, { burstMs: 0 }, { maxBatch: 65 }, null])
+      expect(() => createVoucherVerifier({ inlineSmallBatches: inlineSmallBatches as { share: number } })).toThrow(ParameterError)
   })
 })
 

@@ -11,11 +11,13 @@ import { type Result, fail, ok } from '../protocol/ReasonCode.js'
 import { domainSeparatorBytes } from '../protocol/Voucher.js'
 import { isCanonicalSignature } from '../protocol/recoverAddress.js'
 import { RECORD_SIZE, Status, statusReason, writeRecord } from './batchLayout.js'
+import { type InlineShare, createInlineShare } from './inlineShare.js'
 import { workerPath } from './workerPath.js'
 
 /*
  * The main-thread side of voucher verification: validation, batching, coalescing and a
- * bounded queue in front of a piscina pool (or of the same code inline).
+ * bounded queue in front of a piscina pool (or of the same code inline). In pool mode, small
+ * batches within a share of the main thread's time are checked inline (inlineShare.ts).
  *
  * Invariants:
  * - `ok` is only ever reported for a voucher whose own signature was recovered to the
@@ -125,6 +127,14 @@ export type VoucherVerifierOptions = {
   maxInFlightBatches?: number | undefined
   /** Channels whose best verified-ok voucher is remembered to answer an identical resend without crypto; 0 disables. Default 4096. */
   okCacheSize?: number | undefined
+  /**
+   * Pool mode: a batch of at most `maxBatch` vouchers is checked on the main thread while inline checks
+   * take under `share` of its time (a leaky bucket of at most `burstMs`); larger batches, and small ones past
+   * the share, go to the pool. At moderate load a batch holds a few vouchers, and waking a worker for them
+   * costs more CPU than checking them (src/verify/inlineShare.ts); 16 checks block the event loop for about
+   * 1 ms. `false` sends every batch to the pool. Default `{ maxBatch: 16, share: 0.25, burstMs: 10 }`.
+   */
+  inlineSmallBatches?: false | { maxBatch?: number; share?: number; burstMs?: number } | undefined
   /** Worker module override (tests, custom builds). Default {@link workerPath}(). */
   worker?: { filename: string; execArgv?: string[] | undefined } | undefined
 }
@@ -151,6 +161,8 @@ export type VoucherVerifierStats = {
   verifications: number
   /** Batches dispatched. */
   batches: number
+  /** Batches checked on the main thread (every batch in inline mode). */
+  inlineBatches: number
   /** Jobs answered by a newer voucher of the same channel. */
   coalesced: number
   /** Jobs that joined an identical waiting or in-flight tuple. */
@@ -270,9 +282,10 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
   const maxDelayMs = options.maxDelayMs ?? 5
   if (typeof maxDelayMs !== 'number' || !Number.isFinite(maxDelayMs) || maxDelayMs < 0)
     throw new ParameterError('maxDelayMs', 'a finite number ≥ 0', maxDelayMs)
+  const share = mode === 'pool' ? inlineShareOption(options.inlineSmallBatches, batchSize) : undefined
 
   const counters = {
-    submitted: 0, ok: 0, failed: 0, errored: 0, verifications: 0, batches: 0, coalesced: 0, deduplicated: 0,
+    submitted: 0, ok: 0, failed: 0, errored: 0, verifications: 0, batches: 0, inlineBatches: 0, coalesced: 0, deduplicated: 0,
     cacheHits: 0, notIncreasing: 0, overloaded: 0, malformed: 0, fallbacks: 0, workerErrors: 0, maxPendingChannels: 0,
   }
   const pending = new Map<string, Entry>()
@@ -288,6 +301,22 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
   let lingering = false
   let closing: Promise<void> | undefined
 
+  /** Checks a batch on the main thread: one batch per macrotask, so the event loop serves sockets between batches. */
+  const runHere = (buffer: ArrayBuffer): Promise<ArrayBuffer> =>
+    new Promise((resolve, reject) => {
+      setImmediate(() => {
+        const started = performance.now()
+        try {
+          const out = new Uint8Array(buffer.byteLength / RECORD_SIZE)
+          verifyBatch(new Uint8Array(buffer), out)
+          resolve(out.buffer)
+        } catch (error) {
+          reject(error)
+        } finally {
+          share?.charge(performance.now() - started)
+        }
+      })
+    })
   let run: (buffer: ArrayBuffer) => Promise<ArrayBuffer>
   let pool: Piscina<ArrayBuffer, ArrayBuffer> | undefined
   let warm: Promise<void>
@@ -316,19 +345,7 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
     )
     warm.catch(() => {}) // reported through ready() and through each job
   } else {
-    run = (buffer) =>
-      new Promise((resolve, reject) => {
-        // One batch per macrotask, so the event loop keeps serving sockets between batches.
-        setImmediate(() => {
-          try {
-            const out = new Uint8Array(buffer.byteLength / RECORD_SIZE)
-            verifyBatch(new Uint8Array(buffer), out)
-            resolve(out.buffer)
-          } catch (error) {
-            reject(error)
-          }
-        })
-      })
+    run = runHere
     warm = Promise.resolve()
   }
 
@@ -477,8 +494,11 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
     inFlightBatches++
     counters.batches++
     counters.verifications += entries.length
+    const here = mode === 'inline' || share?.admits(entries.length) === true
+    if (here) counters.inlineBatches++
+    // Inline batches wait for the workers too: a pool that failed to start fails every job, not only large batches.
     warm
-      .then(() => run(buffer))
+      .then(() => (here ? runHere(buffer) : run(buffer)))
       .then(
         (statuses) => settleBatch(entries, new Uint8Array(statuses)),
         (error: unknown) => failBatch(entries, error),
@@ -619,6 +639,20 @@ function mergeByAmount(a: Candidate[], b: Candidate[]): Candidate[] {
     }
   }
   return merged
+}
+
+function inlineShareOption(option: VoucherVerifierOptions['inlineSmallBatches'], batchSize: number): InlineShare | undefined {
+  if (option === false) return undefined
+  if (option !== undefined && (option === null || typeof option !== 'object'))
+    throw new ParameterError('inlineSmallBatches', 'false or { maxBatch, share, burstMs }', option)
+  const maxBatch = integerOption('inlineSmallBatches.maxBatch', option?.maxBatch, Math.min(16, batchSize), 1, batchSize)
+  const share = option?.share ?? 0.25
+  if (typeof share !== 'number' || !(share > 0 && share <= 1))
+    throw new ParameterError('inlineSmallBatches.share', 'a number in (0, 1]', share)
+  const burstMs = option?.burstMs ?? 10
+  if (typeof burstMs !== 'number' || !Number.isFinite(burstMs) || burstMs <= 0)
+    throw new ParameterError('inlineSmallBatches.burstMs', 'a finite number > 0', burstMs)
+  return createInlineShare({ maxBatch, share, burstMs })
 }
 
 function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
