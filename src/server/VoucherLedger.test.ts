@@ -6,8 +6,8 @@ import { createVoucherLedger } from './VoucherLedger.js'
 
 const signature = `0x${'1b'.repeat(65)}` as const
 
-/** A memory store that counts transactions and can be told to fail. */
-function countingStore() {
+/** A memory store that counts transactions, takes `commitMs` per commit and can be told to fail. */
+function countingStore(commitMs = 0) {
   const inner = createMemoryChannelStore()
   const counts = { updateMany: 0, channelsPerCommit: [] as number[] }
   let failing = false
@@ -16,6 +16,7 @@ function countingStore() {
     async updateMany(entries) {
       counts.updateMany++
       counts.channelsPerCommit.push(entries.length)
+      if (commitMs > 0) await new Promise((resolve) => setTimeout(resolve, commitMs))
       if (failing) throw new Error('disk full')
       return inner.updateMany(entries)
     },
@@ -31,17 +32,21 @@ async function seed(store: ChannelStore, n: number) {
 }
 
 describe('VoucherLedger', () => {
-  test('group commit: vouchers of many channels arriving during a flush share the next commit', async () => {
-    const { store, counts } = countingStore()
+  test('group commit: the vouchers of one turn share a commit, and those arriving during it the next one', async () => {
+    const { store, counts } = countingStore(30)
     const ids = await seed(store, 50)
-    // Ten vouchers per channel, all at once: one commit for the first, one for everything else.
+    // Ten vouchers per channel, all in one turn (as one verified batch settles them).
     const acks = ids.flatMap((id) => Array.from({ length: 10 }, (_, i) => ({ id, amount: BigInt(i + 1) })))
     const ledger = createVoucherLedger(store)
-    const results = await Promise.all(acks.map(({ id, amount }) => ledger.persist(id, amount, signature, amount)))
-    expect(counts.updateMany).toBeLessThanOrEqual(2)
+    const first = Promise.all(acks.map(({ id, amount }) => ledger.persist(id, amount, signature, amount)))
+    await new Promise((resolve) => setTimeout(resolve, 10)) // the first commit is in flight
+    const second = Promise.all(ids.map((id) => ledger.persist(id, 11n, signature, 11n)))
+    const results = await first
+    expect(await second).toEqual(Array(50).fill(11n))
+    expect(counts.channelsPerCommit).toEqual([50, 50])
     for (const [i, durable] of results.entries()) expect(durable).toBeGreaterThanOrEqual(acks[i]!.amount)
-    for (const id of ids) expect((await store.get(id))?.accepted).toBe(10n)
-    expect(ledger.stats().vouchers).toBe(500)
+    for (const id of ids) expect((await store.get(id))?.accepted).toBe(11n)
+    expect(ledger.stats()).toEqual({ flushes: 2, vouchers: 550 })
   })
 
   test('a failed commit rejects every voucher in it and records none of them', async () => {

@@ -3,8 +3,8 @@ import type { ChannelRecord, ChannelStore } from '../store/ChannelStore.js'
 
 /*
  * Persist before it counts: a verified voucher is acknowledged, and its credit used, only once the store
- * has made it durable. Group commit keeps this cheap: while one flush is in flight, vouchers for any number
- * of channels wait; the next flush writes, for each channel, only its highest voucher, and writes all of
+ * has made it durable. Group commit keeps this cheap: a flush starts on the turn after a voucher arrives,
+ * and while one is in flight, vouchers for any number of channels wait; the next flush writes, for each channel, only its highest voucher, and writes all of
  * them in one transaction (`updateMany`: one commit, one fsync). A client paying per token therefore costs
  * a share of one commit per flush, not one write per token.
  *
@@ -35,7 +35,6 @@ export function createVoucherLedger(store: ChannelStore): VoucherLedger {
   let vouchers = 0
 
   async function flush(): Promise<void> {
-    flushing = true
     while (pending.size > 0) {
       const batch = pending
       const batchWaiters = waiters
@@ -70,7 +69,11 @@ export function createVoucherLedger(store: ChannelStore): VoucherLedger {
         spent: previous && previous.spent > spent ? previous.spent : spent,
       })
       const promise = new Promise<bigint>((resolve, reject) => waiters.push({ channelId, amount, resolve, reject }))
-      if (!flushing) void flush()
+      if (!flushing) {
+        // Start on the next turn: the vouchers one verified batch settles arrive together, one commit for all.
+        flushing = true
+        setImmediate(() => void flush())
+      }
       return promise
     },
     async persistSpent(channelId, spent) {
