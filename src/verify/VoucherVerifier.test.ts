@@ -478,6 +478,48 @@ describe('VoucherVerifier failures and lifecycle', () => {
     await verifier.close()
   })
 
+  test('close() during a long batch wait sends the batch at once and settles it (pool)', async () => {
+    const verifier = createVoucherVerifier({ threads: 1, maxDelayMs: 60_000, inlineSmallBatches: false })
+    await verifier.ready()
+    const channelId = newChannel()
+    const queued = verifier.verify(job(channelId, 5n, await signed(channelId, 5n)))
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(verifier.stats().pendingChannels).toBe(1)
+    await verifier.close()
+    expect((await queued).ok).toBe(true)
+    expect(verifier.stats()).toMatchObject({ batches: 1, pendingChannels: 0, inFlightBatches: 0 })
+  })
+
+  test('expedite() while the pool is full waits for a batch to finish, which sends what waits', async () => {
+    // Every batch takes 300 ms and answers ok (status 0): only the order of batches is under test.
+    const filename = await brokenWorker(
+      'slow.mjs',
+      `export default async function (buffer) {
+        if (buffer.byteLength > 0) await new Promise((resolve) => setTimeout(resolve, 300))
+        return new ArrayBuffer(buffer.byteLength / ${RECORD_SIZE})
+      }\n`,
+    )
+    const verifier = createVoucherVerifier({
+      threads: 1, worker: { filename }, maxInFlightBatches: 1, maxDelayMs: 60_000, inlineSmallBatches: false,
+    })
+    await verifier.ready()
+    const [a, b] = [newChannel(), newChannel()]
+    const first = verifier.verify(job(a, 1n, await signed(a, 1n)))
+    verifier.expedite()
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(verifier.stats()).toMatchObject({ batches: 1, inFlightBatches: 1 })
+    const second = verifier.verify(job(b, 1n, await signed(b, 1n)))
+    verifier.expedite() // the pool is full: nothing to do now
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(verifier.stats()).toMatchObject({ batches: 1, pendingChannels: 1 })
+    const started = performance.now()
+    expect((await first).ok).toBe(true)
+    expect((await second).ok).toBe(true) // sent when the first batch finished, not after the minute
+    expect(performance.now() - started).toBeLessThan(10_000)
+    expect(verifier.stats()).toMatchObject({ batches: 2 })
+    await verifier.close()
+  })
+
   test('options are validated eagerly', () => {
     expect(() => createVoucherVerifier({ batchSize: 0 })).toThrow(ParameterError)
     expect(() => createVoucherVerifier({ mode: 'inline', maxDelayMs: -1 })).toThrow(ParameterError)
