@@ -44,12 +44,15 @@ type Books = {
   connections: number
 }
 
-/** A scripted server behind a fake WebSocket class (the `WebSocket` option of connect). */
-function scriptedServer(scripts: RequestScript[], channelOf: () => Hex) {
-  const books: Books = { bound: 0n, honest: 0n, vouchers: [], connections: 0 }
+/**
+ * A scripted server behind a fake WebSocket class (the `WebSocket` option of connect). Its first welcome
+ * claims `firstSpent` on the fresh channel; `bound` starts at what the client may agree to of that claim.
+ */
+function scriptedServer(scripts: RequestScript[], channelOf: () => Hex, firstSpent: bigint, agreeable: bigint) {
+  const books: Books = { bound: agreeable, honest: 0n, vouchers: [], connections: 0 }
   const running: Promise<void>[] = []
   let next = 0
-  let welcomeInflate = 0n
+  let welcomeInflate = firstSpent
 
   class FakeSocket {
     binaryType = 'arraybuffer'
@@ -190,18 +193,29 @@ function scriptedServer(scripts: RequestScript[], channelOf: () => Hex) {
   return { FakeSocket, books, settled: () => Promise.all(running) }
 }
 
-async function run(scripts: RequestScript[], caps: { maxSpend?: bigint; maxPerRequest?: bigint }) {
+/**
+ * Runs the scripts on one session. With `priorSpend` the client states what it paid before (0n: a fresh
+ * channel); without it, it takes the first welcome's claim up to one credit window (its default resumeCredit
+ * is larger), the most a dishonest server can gain from a new session.
+ */
+async function run(
+  scripts: RequestScript[],
+  caps: { maxSpend?: bigint; maxPerRequest?: bigint },
+  resume: { priorSpend?: bigint; firstSpent?: bigint } = { priorSpend: 0n },
+) {
   const key = createSessionKey()
   const offer = offlineOffer({ payee: operator.address, creditWindow: CREDIT_WINDOW, websocket: 'ws://fake', prices: PRICES })
   const params = selfSignedParams(offer, key.address)
   const channelId = ChannelId.compute({ chainId: offer.chainId, escrow: offer.escrow }, params)
-  const server = scriptedServer(scripts, () => channelId)
+  const firstSpent = resume.firstSpent ?? 0n
+  const agreeable = resume.priorSpend !== undefined ? 0n : firstSpent < CREDIT_WINDOW ? firstSpent : CREDIT_WINDOW
+  const server = scriptedServer(scripts, () => channelId, firstSpent, agreeable)
   const session = await connect({
     offer,
     params,
     key,
     caps,
-    priorSpend: 0n,
+    ...(resume.priorSpend !== undefined ? { priorSpend: resume.priorSpend } : {}),
     reconnectAttempts: 1,
     WebSocket: server.FakeSocket as unknown as typeof WebSocket,
   })
@@ -241,13 +255,15 @@ const script: fc.Arbitrary<RequestScript> = fc.record({
 })
 
 describe('Session against a scripted server', () => {
-  test('property: every voucher is within what was received (+ input allowance), the caps and the deposit', async () => {
+  test('property: every voucher is within what was received (+ input allowance, + one window of a first claim without priorSpend), the caps and the deposit', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(script, { minLength: 1, maxLength: 4 }),
         fc.option(fc.bigInt({ min: 1n, max: 400n }), { nil: undefined }),
-        async (scripts, maxSpend) => {
-          const { books, session, key, channelId, offer } = await run(scripts, maxSpend === undefined ? {} : { maxSpend })
+        fc.record({ statesPrior: fc.boolean(), firstSpent: bigSmall(1_000n) }),
+        async (scripts, maxSpend, { statesPrior, firstSpent }) => {
+          const resume = statesPrior ? { priorSpend: 0n, firstSpent } : { firstSpent }
+          const { books, session, key, channelId, offer } = await run(scripts, maxSpend === undefined ? {} : { maxSpend }, resume)
           let previous = 0n
           for (const voucher of books.vouchers) {
             expect(voucher.amount).toBeLessThanOrEqual(voucher.bound)
