@@ -301,6 +301,7 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
   let lingering = false
   let closing: Promise<void> | undefined
 
+  let inlineRunning = false
   /** Checks a batch on the main thread: one batch per macrotask, so the event loop serves sockets between batches. */
   const runHere = (buffer: ArrayBuffer): Promise<ArrayBuffer> =>
     new Promise((resolve, reject) => {
@@ -314,6 +315,7 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
           reject(error)
         } finally {
           share?.charge(performance.now() - started)
+          inlineRunning = false
         }
       })
     })
@@ -494,7 +496,9 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
     inFlightBatches++
     counters.batches++
     counters.verifications += entries.length
-    const here = mode === 'inline' || share?.admits(entries.length) === true
+    // One inline batch at a time: its charge lands before the next is admitted, so the share cannot be overdrawn.
+    const here = mode === 'inline' || (!inlineRunning && share?.admits(entries.length) === true)
+    if (here && mode === 'pool') inlineRunning = true
     if (here) counters.inlineBatches++
     // Inline batches wait for the workers too: a pool that failed to start fails every job, not only large batches.
     warm
