@@ -4,9 +4,10 @@ import type { ChannelRecord, ChannelStore } from '../store/ChannelStore.js'
 /*
  * Persist before it counts: a verified voucher is acknowledged, and its credit used, only once the store
  * has made it durable. Group commit keeps this cheap: a flush starts on the turn after a voucher arrives,
- * and while one is in flight, vouchers for any number of channels wait; the next flush writes, for each channel, only its highest voucher, and writes all of
- * them in one transaction (`updateMany`: one commit, one fsync). A client paying per token therefore costs
- * a share of one commit per flush, not one write per token.
+ * and while one is in flight, vouchers for any number of channels wait; the next flush writes, for each
+ * channel, only its highest voucher, and writes all of them in one transaction (`updateMany`: one commit,
+ * one fsync). A client paying per token therefore costs a share of one commit per flush, not one write per
+ * token.
  *
  * If a flush fails, every voucher in it is refused (the caller must not acknowledge it) and nothing of it
  * counts; the amounts made durable before stay.

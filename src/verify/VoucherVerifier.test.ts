@@ -523,7 +523,8 @@ describe('VoucherVerifier failures and lifecycle', () => {
     expect(() => createVoucherVerifier({ mode: 'inline', maxPending: 1.5 })).toThrow(ParameterError)
     expect(() => createVoucherVerifier({ mode: 'threads' as 'pool' })).toThrow(ParameterError)
     for (const inlineSmallBatches of [{ share: 0 }, { share: 1.5 }, { burstMs: 0 }, { maxBatch: 65 }, null])
-      expect(() => createVoucherVerifier({ inlineSmallBatches: inlineSmallBatches as { share: number } })).toThrow(ParameterError)
+      for (const mode of ['pool', 'inline'] as const)
+        expect(() => createVoucherVerifier({ mode, inlineSmallBatches: inlineSmallBatches as { share: number } })).toThrow(ParameterError)
   })
 })
 

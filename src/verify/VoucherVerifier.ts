@@ -282,7 +282,8 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
   const maxDelayMs = options.maxDelayMs ?? 5
   if (typeof maxDelayMs !== 'number' || !Number.isFinite(maxDelayMs) || maxDelayMs < 0)
     throw new ParameterError('maxDelayMs', 'a finite number ≥ 0', maxDelayMs)
-  const share = mode === 'pool' ? inlineShareOption(options.inlineSmallBatches, batchSize) : undefined
+  // Validated in either mode; only pool mode asks it (inline mode checks every batch here anyway).
+  const share = inlineShareOption(options.inlineSmallBatches, batchSize)
 
   const counters = {
     submitted: 0, ok: 0, failed: 0, errored: 0, verifications: 0, batches: 0, inlineBatches: 0, coalesced: 0, deduplicated: 0,
@@ -301,7 +302,6 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
   let lingering = false
   let closing: Promise<void> | undefined
 
-  let inlineRunning = false
   /** Checks a batch on the main thread: one batch per macrotask, so the event loop serves sockets between batches. */
   const runHere = (buffer: ArrayBuffer): Promise<ArrayBuffer> =>
     new Promise((resolve, reject) => {
@@ -315,7 +315,6 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
           reject(error)
         } finally {
           share?.charge(performance.now() - started)
-          inlineRunning = false
         }
       })
     })
@@ -496,9 +495,7 @@ export function createVoucherVerifier(options: VoucherVerifierOptions = {}): Vou
     inFlightBatches++
     counters.batches++
     counters.verifications += entries.length
-    // One inline batch at a time: its charge lands before the next is admitted, so the share cannot be overdrawn.
-    const here = mode === 'inline' || (!inlineRunning && share?.admits(entries.length) === true)
-    if (here && mode === 'pool') inlineRunning = true
+    const here = mode === 'inline' || share?.admit(entries.length) === true
     if (here) counters.inlineBatches++
     // Inline batches wait for the workers too: a pool that failed to start fails every job, not only large batches.
     warm

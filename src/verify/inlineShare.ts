@@ -4,8 +4,9 @@
  * handful of vouchers a batch holds at moderate load, more CPU than the signatures themselves. So a small
  * batch runs inline while the time measured inline stays under `share` of wall time (a leaky bucket that
  * holds at most `burstMs` of credit); large batches, and small ones past the share, go to the pool, which
- * is what carries a heavy load. The share also bounds what a client can make the event loop spend on
- * crypto by sending vouchers that never fill a batch.
+ * is what carries a heavy load. One batch at a time: none is admitted until the previous one is charged,
+ * so batches admitted in the same turn cannot overdraw the share. The share also bounds what a client can
+ * make the event loop spend on crypto by sending vouchers that never fill a batch.
  */
 
 export type InlineShareOptions = {
@@ -18,9 +19,9 @@ export type InlineShareOptions = {
 }
 
 export type InlineShare = {
-  /** Whether a batch of `size` vouchers may run on the main thread now. */
-  admits(size: number): boolean
-  /** Charges the measured main-thread time of a batch that ran inline, in ms. */
+  /** Whether a batch of `size` vouchers may run on the main thread now; if so, no other is admitted until `charge`. */
+  admit(size: number): boolean
+  /** Charges the measured main-thread time of the admitted batch, in ms. */
   charge(ms: number): void
 }
 
@@ -29,22 +30,25 @@ export type InlineShare = {
  *
  * @example
  * const share = createInlineShare({ maxBatch: 16, share: 0.25, burstMs: 10 })
- * if (share.admits(batch.length)) { const t = performance.now(); check(batch); share.charge(performance.now() - t) }
+ * if (share.admit(batch.length)) { const t = performance.now(); check(batch); share.charge(performance.now() - t) }
  */
 export function createInlineShare(options: InlineShareOptions, now: () => number = () => performance.now()): InlineShare {
   const { maxBatch, share, burstMs } = options
   let credit = burstMs
   let refilledAt = now()
+  let running = false
   return {
-    admits(size) {
-      if (size > maxBatch) return false
+    admit(size) {
+      if (running || size > maxBatch) return false
       const t = now()
       credit = Math.min(burstMs, credit + (t - refilledAt) * share)
       refilledAt = t
-      return credit > 0
+      running = credit > 0
+      return running
     },
     charge(ms) {
       credit -= ms
+      running = false
     },
   }
 }
